@@ -1,0 +1,61 @@
+import { parseArgs } from 'node:util';
+import { runDev } from './dev.ts';
+import { runGateway } from './gateway.ts';
+import { runSchema } from './schema.ts';
+import { runValidate } from './validate.ts';
+
+const usage = `gatehouse <command> [options]
+
+Commands:
+  gateway --config <file|dir>... [--gateway <name>] [--no-watch]
+                         run a gateway in local mode from YAML files
+  validate <file|dir>... check configuration; prints every problem with file:line:column
+  schema [--kind <Kind>] print the JSON Schema of the resources (for editor completion)
+  dev                    run the quickstart: a demo upstream and a gateway on examples/quickstart
+  help                   this text
+`;
+
+type Command = (args: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  gateway: runGateway,
+  validate: runValidate,
+  schema: runSchema,
+  dev: runDev,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(usage);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`gatehouse: unknown command ${JSON.stringify(name)}\n\n${usage}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`gatehouse ${name}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+export { parseArgs };
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code !== -1) process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`gatehouse: ${(err as Error).stack ?? err}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

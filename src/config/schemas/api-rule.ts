@@ -1,0 +1,65 @@
+import Type, { type Static } from 'typebox';
+import { authenticateEntrySchema } from '../../policies/registry.ts';
+import { Duration } from '../duration.ts';
+import { resourceSchema } from './metadata.ts';
+
+const Method = Type.Union(
+  ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'].map((m) => Type.Literal(m)),
+);
+
+const Rule = Type.Object(
+  {
+    path: Type.String({
+      pattern: '^/',
+      description:
+        'Path template: literal segments, {name} (one segment, captured), {*} (one segment) and {**} ' +
+        '(the rest, last segment only). Precedence per segment: literal > {name}/{*} > {**}.',
+    }),
+    methods: Type.Optional(
+      Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'Methods matched; omitted = all.' }),
+    ),
+    authenticate: Type.Array(authenticateEntrySchema(), {
+      minItems: 1,
+      description:
+        'Authentication methods tried in order; one that finds no credential of its kind steps aside. ' +
+        'Required: public routes say `noAuth: {}`.',
+    }),
+    upstream: Type.Optional(
+      Type.String({ description: 'Upstream for this rule, overriding the APIRule’s.' }),
+    ),
+    stripPrefix: Type.Optional(
+      Type.String({
+        pattern: '^/.*[^/]$',
+        description: 'Removed from the front of the path before forwarding (e.g. /api). Must not end with /.',
+      }),
+    ),
+    timeout: Type.Optional(
+      Duration('Time allowed until the upstream’s response headers, overriding the Upstream’s.'),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const APIRuleSpec = Type.Object(
+  {
+    gateway: Type.String({ description: 'Name of the Gateway serving these rules.' }),
+    hosts: Type.Optional(
+      Type.Array(Type.String({ pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }), {
+        minItems: 1,
+        description:
+          'Host names matched: exact (api.example.com) or wildcard (*.example.com); omitted = any.',
+      }),
+    ),
+    upstream: Type.String({ description: 'Name of the Upstream requests are forwarded to.' }),
+    rules: Type.Array(Rule, { minItems: 1, description: 'Routes with their policies.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const APIRule = resourceSchema(
+  'APIRule',
+  APIRuleSpec,
+  'Routes of an API on a gateway, with their policies.',
+);
+export type APIRule = Static<typeof APIRule>;
+export type RuleSpec = Static<typeof Rule>;

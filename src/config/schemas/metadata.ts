@@ -1,0 +1,44 @@
+import Type, { type Static } from 'typebox';
+
+export const apiVersion = 'gatehouse.dev/v1';
+
+const dnsLabelName = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+
+export const Metadata = Type.Object(
+  {
+    name: Type.String({
+      pattern: dnsLabelName,
+      description: 'Name of the resource, unique per kind and namespace: lowercase letters, digits and -.',
+    }),
+    namespace: Type.String({
+      pattern: dnsLabelName,
+      default: 'default',
+      description: 'Namespace (tenant) of the resource. References resolve within the same namespace.',
+    }),
+    labels: Type.Optional(
+      Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 63 }), {
+        description: 'Labels for selecting the resource (by policies, gateways and the admin API).',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type Metadata = Static<typeof Metadata>;
+
+/** Wraps a spec schema into the envelope every resource shares. */
+export function resourceSchema<K extends string, S extends ReturnType<typeof Type.Object>>(
+  kind: K,
+  spec: S,
+  description: string,
+) {
+  return Type.Object(
+    {
+      apiVersion: Type.Literal(apiVersion, { description: `Always \`${apiVersion}\`.` }),
+      kind: Type.Literal(kind),
+      metadata: Metadata,
+      spec,
+    },
+    { additionalProperties: false, description, title: kind },
+  );
+}

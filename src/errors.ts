@@ -1,0 +1,66 @@
+// The error catalogue: every error the gateway answers with has a stable code, mapped to an HTTP
+// status and a title here and nowhere else. Clients and dashboards key on `code`; never rename one.
+
+export const problems = {
+  bad_request: { status: 400, title: 'Bad request' },
+  bad_target: { status: 400, title: 'Request target not allowed' },
+  bad_path: { status: 400, title: 'Request path not allowed' },
+  bad_host: { status: 400, title: 'Host header not allowed' },
+  duplicate_header: { status: 400, title: 'Header must not be repeated' },
+  bad_framing: { status: 400, title: 'Ambiguous message framing' },
+  unauthenticated: { status: 401, title: 'Authentication required' },
+  forbidden: { status: 403, title: 'Access denied' },
+  client_certificate_invalid: { status: 403, title: 'Client certificate not accepted' },
+  route_not_found: { status: 404, title: 'No route matches the request' },
+  request_timeout: { status: 408, title: 'Request not received in time' },
+  payload_too_large: { status: 413, title: 'Request body too large' },
+  header_too_large: { status: 431, title: 'Request headers too large' },
+  internal_error: { status: 500, title: 'Internal gateway error' },
+  upstream_reset: { status: 502, title: 'Upstream closed the connection' },
+  upstream_bad_response: { status: 502, title: 'Upstream sent an invalid response' },
+  upstream_unavailable: { status: 503, title: 'Upstream not reachable' },
+  shutting_down: { status: 503, title: 'Gateway is shutting down' },
+  upstream_timeout: { status: 504, title: 'Upstream did not answer in time' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ProblemCode = keyof typeof problems;
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ProblemCode;
+  detail?: string;
+  instance?: string;
+}
+
+export const problemContentType = 'application/problem+json';
+
+export function problemTypeUri(code: ProblemCode): string {
+  return `https://gatehouse.dev/problems/${code}`;
+}
+
+/** Builds the RFC 9457 body. `detail` must never carry stack traces or internal addresses. */
+export function problem(code: ProblemCode, detail?: string, requestId?: string): Problem {
+  const entry = problems[code];
+  const body: Problem = { type: problemTypeUri(code), title: entry.title, status: entry.status, code };
+  if (detail !== undefined) body.detail = detail;
+  if (requestId !== undefined) body.instance = `urn:request:${requestId}`;
+  return body;
+}
+
+/**
+ * A whole HTTP/1.1 response as bytes, for answering on a raw socket before the HTTP server has
+ * produced a request object (parse errors, oversized headers, request timeouts).
+ */
+export function rawProblemResponse(code: ProblemCode, detail?: string): string {
+  const entry = problems[code];
+  const body = JSON.stringify(problem(code, detail));
+  return (
+    `HTTP/1.1 ${entry.status} ${entry.title}\r\n` +
+    `content-type: ${problemContentType}\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    'connection: close\r\n\r\n' +
+    body
+  );
+}

@@ -1,0 +1,50 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { CertificateIdentity } from '../identity/certificate.ts';
+import type { CompiledRule, Plan } from '../plan/types.ts';
+
+/** Who the caller is, as established by the authenticate stage. */
+export interface Identity {
+  /** The authentication method that established it (`noAuth`, `jwt`, …). */
+  method: string;
+  /** Subject (`sub`, consumer name, certificate id); null for public routes. */
+  subject: string | null;
+  claims?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * State of one request: the only mutable state in the request path. Policies read the canonical
+ * request and record effects here; the forwarder applies the effects once.
+ */
+export interface RequestContext {
+  readonly id: string;
+  readonly plan: Plan;
+  readonly rule: CompiledRule;
+  readonly method: string;
+  /** Lowercase host name, without port. */
+  readonly host: string;
+  /** Canonical path: what was routed on and what is forwarded. */
+  readonly path: string;
+  /** Raw query string without `?`; empty when none. */
+  readonly query: string;
+  /** Path parameters from the route template, percent-decoded. */
+  readonly params: Readonly<Record<string, string>>;
+  readonly headers: IncomingHttpHeaders;
+  readonly client: {
+    /** The caller's address: the peer, or the first untrusted hop of X-Forwarded-For behind trusted proxies. */
+    readonly address: string;
+    readonly peerAddress: string;
+    readonly trustedPeer: boolean;
+  };
+  readonly listener: { readonly name: string; readonly protocol: 'http' | 'https' };
+  /** Identity of a verified client certificate (https listeners with clientAuth). */
+  readonly peerCertificate: CertificateIdentity | null;
+  identity: Identity | null;
+  /** Headers to set on the upstream request; the client's copies are removed first. */
+  upstreamHeaders: Map<string, string> | null;
+}
+
+/** Records a header for the upstream request (strip-then-inject is applied by the forwarder). */
+export function setUpstreamHeader(ctx: RequestContext, name: string, value: string): void {
+  ctx.upstreamHeaders ??= new Map();
+  ctx.upstreamHeaders.set(name.toLowerCase(), value);
+}

@@ -1,0 +1,97 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { ProblemCode } from '../errors.ts';
+import { type CertificateIdentity, peerIdentity } from '../identity/certificate.ts';
+import { unmapIPv4 } from '../plan/trusted-proxies.ts';
+import type { Plan } from '../plan/types.ts';
+import { canonicalTarget, parseAuthority } from './canonical.ts';
+import type { RequestContext } from './context.ts';
+import { checkRawHeaders, clientAddress, requestIdFor } from './headers.ts';
+
+export type Admission =
+  | { ok: true; ctx: RequestContext; rawHost: string }
+  | { ok: false; code: ProblemCode; detail: string; requestId: string };
+
+const peerIdentities = new WeakMap<object, CertificateIdentity | null>();
+
+/** Identity of the verified client certificate, computed once per TLS connection. */
+function certificateOf(req: IncomingMessage): CertificateIdentity | null {
+  const socket = req.socket as TLSSocket;
+  if (!socket.encrypted) return null;
+  let identity = peerIdentities.get(socket);
+  if (identity === undefined) {
+    identity = peerIdentity(socket);
+    peerIdentities.set(socket, identity);
+  }
+  return identity;
+}
+
+/**
+ * Turns a raw request into the canonical one and routes it, or says why it is refused.
+ * Everything later (policies, forwarding, logs) uses what is computed here, once.
+ */
+export function admit(req: IncomingMessage, plan: Plan, listener: RequestContext['listener']): Admission {
+  const peerAddress = unmapIPv4(req.socket.remoteAddress ?? '');
+  const trustedPeer = plan.trustedProxies(peerAddress);
+  const requestId = requestIdFor(req.headers, trustedPeer, randomUUID);
+  const reject = (code: ProblemCode, detail: string): Admission => ({ ok: false, code, detail, requestId });
+
+  const headerProblem = checkRawHeaders(req.rawHeaders);
+  if (headerProblem) return reject(headerProblem.code, headerProblem.detail);
+  const target = canonicalTarget(req.url ?? '');
+  if (!target.ok) return reject(target.code, target.detail);
+  const rawHost = req.headers.host ?? '';
+  const authority = parseAuthority(rawHost);
+  if (!authority.ok) return reject(authority.code, authority.detail);
+  const method = req.method ?? 'GET';
+  const match = plan.router.match(authority.hostname, method, target.path);
+  if (!match) return reject('route_not_found', `no rule for ${method} ${target.path}`);
+
+  const peerCertificate = listener.protocol === 'https' ? certificateOf(req) : null;
+  if (listener.protocol === 'https') {
+    const socket = req.socket as TLSSocket;
+    // clientAuth: optional lets the handshake through without a valid certificate; one that was
+    // sent but does not verify must not be treated like no certificate at all.
+    if (!socket.authorized && socket.getPeerCertificate?.()?.raw) {
+      return reject('client_certificate_invalid', 'the client certificate did not verify');
+    }
+  }
+  const ctx: RequestContext = {
+    id: requestId,
+    plan,
+    rule: match.value,
+    method,
+    host: authority.hostname,
+    path: target.path,
+    query: target.query,
+    params: match.params,
+    headers: req.headers,
+    client: {
+      address: clientAddress(req.headers, peerAddress, trustedPeer, plan.trustedProxies),
+      peerAddress,
+      trustedPeer,
+    },
+    listener,
+    peerCertificate,
+    identity: null,
+    upstreamHeaders: null,
+  };
+  return { ok: true, ctx, rawHost };
+}
+
+/** The path sent upstream: the canonical path, prefix stripped, the target's base path in front. */
+export function upstreamPath(ctx: RequestContext): string {
+  const { rule } = ctx;
+  let path = ctx.path;
+  const prefix = rule.stripPrefix;
+  if (
+    prefix !== null &&
+    path.startsWith(prefix) &&
+    (path.length === prefix.length || path[prefix.length] === '/')
+  ) {
+    path = path.slice(prefix.length) || '/';
+  }
+  path = rule.upstream.basePath + path;
+  return ctx.query === '' ? path : `${path}?${ctx.query}`;
+}

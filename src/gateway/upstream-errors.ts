@@ -1,0 +1,31 @@
+import type { ProblemCode } from '../errors.ts';
+
+export type UpstreamFailure = 'connect' | 'reset' | 'timeout' | 'bad_response';
+
+/**
+ * Maps an undici error to what the client is told. Connection refused or not opened in time:
+ * nothing is serving, 503. The connection broke before a whole response: 502. Headers not in
+ * time: 504. Anything undici says the upstream got wrong: 502.
+ */
+export function classifyUpstreamError(err: unknown): { failure: UpstreamFailure; code: ProblemCode } {
+  const code = (err as { code?: string }).code ?? '';
+  switch (code) {
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return { failure: 'connect', code: 'upstream_unavailable' };
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return { failure: 'timeout', code: 'upstream_timeout' };
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      return { failure: 'reset', code: 'upstream_reset' };
+    default:
+      return { failure: 'bad_response', code: 'upstream_bad_response' };
+  }
+}

@@ -1,0 +1,246 @@
+import { createHash } from 'node:crypto';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { toMillis } from '../config/duration.ts';
+import { type ConfigError, formatFieldPath } from '../config/errors.ts';
+import type { LoadedResource } from '../config/load.ts';
+import type { APIRule } from '../config/schemas/api-rule.ts';
+import type { GatewaySpec } from '../config/schemas/gateway.ts';
+import type { UpstreamSpec } from '../config/schemas/upstream.ts';
+import { policyFactories } from '../policies/registry.ts';
+import { type CompiledPolicy, type PolicyDeps, stages } from '../policies/types.ts';
+import { RouteConflictError, Router } from './router.ts';
+import { compileListenerTls, type TlsProblem } from './tls.ts';
+import { compileTrustedProxies } from './trusted-proxies.ts';
+import type { CompiledListener, CompiledRule, CompiledUpstream, Plan } from './types.ts';
+
+export type CompileResult = { ok: true; plan: Plan } | { ok: false; errors: ConfigError[] };
+
+const defaultDeps: PolicyDeps = { now: Date.now };
+
+/**
+ * Compiles loaded resources into the immutable plan of one gateway. Pure apart from reading the
+ * TLS files it names; every problem found is reported, not just the first.
+ * `gatewayName` may be omitted when the resources hold exactly one Gateway.
+ */
+export function compilePlan(
+  resources: readonly LoadedResource[],
+  options: { gatewayName?: string; deps?: PolicyDeps } = {},
+): CompileResult {
+  const errors: ConfigError[] = [];
+  const fail = (r: LoadedResource, path: Array<string | number>, message: string) =>
+    errors.push({ file: r.source.file, ...r.source.locate(path), path: formatFieldPath(path), message });
+
+  checkUniqueNames(resources, fail);
+  const gateways = resources.filter((r) => r.kind === 'Gateway');
+  const gateway = options.gatewayName
+    ? gateways.find((g) => g.metadata.name === options.gatewayName)
+    : gateways.length === 1
+      ? gateways[0]
+      : undefined;
+  if (!gateway) {
+    const names = gateways.map((g) => g.metadata.name).join(', ') || 'none';
+    const message = options.gatewayName
+      ? `no Gateway named ${options.gatewayName} (found: ${names})`
+      : gateways.length === 0
+        ? 'the configuration holds no Gateway resource'
+        : `several Gateways (${names}): choose one with --gateway`;
+    errors.push({ file: resources[0]?.source.file ?? '(config)', line: 1, column: 1, path: '', message });
+    return { ok: false, errors };
+  }
+  const spec = gateway.spec as unknown as GatewaySpec;
+  const resolvePath = relativeTo(gateway.source.file);
+
+  const listeners: CompiledListener[] = [];
+  const listenerNames = new Set<string>();
+  const ports = new Set<string>();
+  spec.listeners.forEach((listener, index) => {
+    const path = ['spec', 'listeners', index];
+    if (listenerNames.has(listener.name))
+      fail(gateway, [...path, 'name'], `duplicate listener name ${listener.name}`);
+    listenerNames.add(listener.name);
+    const bind = `${listener.address}:${listener.port}`;
+    if (ports.has(bind) || (spec.admin && spec.admin.port === listener.port))
+      fail(gateway, [...path, 'port'], `port ${listener.port} is used twice`);
+    ports.add(bind);
+    const problems: TlsProblem[] = [];
+    const tls = compileListenerTls(listener, path, resolvePath, problems);
+    for (const p of problems) fail(gateway, p.path, p.message);
+    listeners.push({ spec: listener, tls });
+  });
+
+  const trusted = compileTrustedProxies(spec.trustedProxies);
+  for (const bad of trusted.invalid)
+    fail(gateway, ['spec', 'trustedProxies', bad.index], `not a CIDR: ${bad.value}`);
+
+  const upstreams = new Map<string, CompiledUpstream>();
+  for (const r of resources) {
+    if (r.kind !== 'Upstream') continue;
+    upstreams.set(key(r), compileUpstream(r));
+  }
+
+  const router = new Router<CompiledRule>();
+  const deps = options.deps ?? defaultDeps;
+  const gatewayNames = new Set(gateways.map((g) => g.metadata.name));
+  for (const r of resources) {
+    if (r.kind !== 'APIRule') continue;
+    const rule = r as unknown as APIRule & { source: LoadedResource['source'] };
+    if (!gatewayNames.has(rule.spec.gateway))
+      fail(r, ['spec', 'gateway'], `no Gateway named ${rule.spec.gateway}`);
+    const defaultUpstream = upstreams.get(`${r.metadata.namespace}/${rule.spec.upstream}`);
+    if (!defaultUpstream)
+      fail(
+        r,
+        ['spec', 'upstream'],
+        `no Upstream named ${rule.spec.upstream} in namespace ${r.metadata.namespace}`,
+      );
+    if (rule.spec.gateway !== gateway.metadata.name) continue;
+    rule.spec.rules.forEach((ruleSpec, index) => {
+      const path = ['spec', 'rules', index];
+      let upstream = defaultUpstream;
+      if (ruleSpec.upstream !== undefined) {
+        upstream = upstreams.get(`${r.metadata.namespace}/${ruleSpec.upstream}`);
+        if (!upstream)
+          fail(
+            r,
+            [...path, 'upstream'],
+            `no Upstream named ${ruleSpec.upstream} in namespace ${r.metadata.namespace}`,
+          );
+      }
+      if (!upstream) return;
+      const pipeline = compilePipeline(ruleSpec as unknown as Record<string, unknown>, deps, (p, m) =>
+        fail(r, [...path, ...p], m),
+      );
+      const compiled: CompiledRule = Object.freeze({
+        id: `${key(r)}#${index}`,
+        template: ruleSpec.path,
+        upstream,
+        stripPrefix: ruleSpec.stripPrefix ?? null,
+        responseTimeoutMs: ruleSpec.timeout ? toMillis(ruleSpec.timeout) : upstream.responseTimeoutMs,
+        pipeline,
+      });
+      try {
+        router.add(rule.spec.hosts, ruleSpec.methods, ruleSpec.path, compiled);
+      } catch (err) {
+        if (err instanceof RouteConflictError) fail(r, [...path, 'path'], err.message);
+        else fail(r, [...path, 'path'], (err as Error).message);
+      }
+    });
+  }
+
+  if (errors.length > 0) return { ok: false, errors };
+  const plan: Plan = Object.freeze({
+    version: planVersion(resources),
+    createdAt: new Date().toISOString(),
+    gatewayName: gateway.metadata.name,
+    gateway: spec,
+    listeners,
+    router,
+    upstreams,
+    trustedProxies: trusted.test,
+    limits: {
+      maxHeaderBytes: spec.limits.maxHeaderBytes,
+      maxBodyBytes: spec.limits.maxBodyBytes,
+      requestTimeoutMs: toMillis(spec.limits.requestTimeout),
+      idleTimeoutMs: toMillis(spec.limits.idleTimeout),
+      drainTimeoutMs: toMillis(spec.shutdown.drainTimeout),
+    },
+  });
+  return { ok: true, plan };
+}
+
+function key(r: LoadedResource): string {
+  return `${r.metadata.namespace}/${r.metadata.name}`;
+}
+
+function relativeTo(file: string): (p: string) => string {
+  const base = dirname(resolve(file));
+  return (p) => (isAbsolute(p) ? p : resolve(base, p));
+}
+
+function checkUniqueNames(
+  resources: readonly LoadedResource[],
+  fail: (r: LoadedResource, path: Array<string | number>, message: string) => void,
+) {
+  const seen = new Map<string, LoadedResource>();
+  for (const r of resources) {
+    const id = `${r.kind}/${key(r)}`;
+    const first = seen.get(id);
+    if (first)
+      fail(
+        r,
+        ['metadata', 'name'],
+        `${r.kind} ${key(r)} is already defined in ${first.source.file}:${first.source.locate([]).line}`,
+      );
+    else seen.set(id, r);
+  }
+}
+
+function compileUpstream(r: LoadedResource): CompiledUpstream {
+  const spec = r.spec as unknown as UpstreamSpec;
+  const target = new URL(spec.targets[0]!.url);
+  const basePath = target.pathname === '/' ? '' : target.pathname.replace(/\/$/, '');
+  const options = {
+    connections: spec.connections,
+    connectTimeoutMs: toMillis(spec.timeouts.connect),
+    responseTimeoutMs: toMillis(spec.timeouts.response),
+    idleTimeoutMs: toMillis(spec.timeouts.idle),
+  };
+  return Object.freeze({
+    id: key(r),
+    origin: target.origin,
+    basePath,
+    hostHeader: target.host,
+    preserveHost: spec.preserveHost,
+    poolKey: `${target.origin}|${options.connections}|${options.connectTimeoutMs}|${options.idleTimeoutMs}`,
+    ...options,
+  });
+}
+
+function compilePipeline(
+  rule: Record<string, unknown>,
+  deps: PolicyDeps,
+  fail: (path: Array<string | number>, message: string) => void,
+): CompiledRule['pipeline'] {
+  const pipeline: Array<CompiledRule['pipeline'][number]> = [];
+  for (const stage of stages) {
+    const entries = rule[stage];
+    if (!Array.isArray(entries) || entries.length === 0) continue;
+    const policies: CompiledPolicy[] = [];
+    entries.forEach((entry: Record<string, unknown>, index) => {
+      const [name, config] = Object.entries(entry)[0]!;
+      const factory = policyFactories[name];
+      if (!factory || factory.stage !== stage) {
+        fail([stage, index, name], `unknown ${stage} method`);
+        return;
+      }
+      try {
+        policies.push(factory.compile(config as never, deps));
+      } catch (err) {
+        fail([stage, index, name], (err as Error).message);
+      }
+    });
+    pipeline.push(Object.freeze({ stage, policies: Object.freeze(policies) }));
+  }
+  return Object.freeze(pipeline);
+}
+
+/** Same resources → same version, whatever their order or the files they came from. */
+function planVersion(resources: readonly LoadedResource[]): string {
+  const canonical = resources
+    .map(({ source: _source, ...rest }) => JSON.stringify(sortKeys(rest)))
+    .sort()
+    .join('\n');
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}

@@ -1,0 +1,60 @@
+import type { SecureContext, SecureContextOptions } from 'node:tls';
+import type { GatewaySpec, ListenerSpec } from '../config/schemas/gateway.ts';
+import type { CompiledPolicy, Stage } from '../policies/types.ts';
+import type { Router } from './router.ts';
+
+/** An upstream as the forwarder needs it; pools are looked up by `poolKey` and outlive plans. */
+export interface CompiledUpstream {
+  readonly id: string;
+  readonly origin: string;
+  readonly basePath: string;
+  readonly hostHeader: string;
+  readonly preserveHost: boolean;
+  readonly poolKey: string;
+  readonly connections: number;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface CompiledRule {
+  /** Stable identifier used in logs and metrics: `namespace/apirule#index`. */
+  readonly id: string;
+  readonly template: string;
+  readonly upstream: CompiledUpstream;
+  readonly stripPrefix: string | null;
+  readonly responseTimeoutMs: number;
+  /** Policies per stage, in order; a stage with none is absent (skipped, not looped over). */
+  readonly pipeline: ReadonlyArray<{ readonly stage: Stage; readonly policies: readonly CompiledPolicy[] }>;
+}
+
+export interface CompiledListener {
+  readonly spec: ListenerSpec;
+  /** For https listeners: the default context and the contexts by exact and wildcard SNI name. */
+  readonly tls: null | {
+    readonly defaultContext: SecureContext;
+    /** What the default context was made from: the server is created with it (clients without SNI). */
+    readonly defaultOptions: SecureContextOptions;
+    readonly byName: ReadonlyMap<string, SecureContext>;
+    readonly byWildcard: ReadonlyMap<string, SecureContext>;
+  };
+}
+
+export interface Plan {
+  /** Content hash of the resources that made the plan. */
+  readonly version: string;
+  readonly createdAt: string;
+  readonly gatewayName: string;
+  readonly gateway: GatewaySpec;
+  readonly listeners: readonly CompiledListener[];
+  readonly router: Router<CompiledRule>;
+  readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  readonly trustedProxies: (address: string) => boolean;
+  readonly limits: {
+    readonly maxHeaderBytes: number;
+    readonly maxBodyBytes: number;
+    readonly requestTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+    readonly drainTimeoutMs: number;
+  };
+}

@@ -1,0 +1,49 @@
+import type { TSchema } from 'typebox';
+import type { ProblemCode } from '../errors.ts';
+import type { RequestContext } from '../gateway/context.ts';
+
+/** The stages of the request pipeline, run in this order. */
+export const stages = ['authenticate', 'authorize', 'limit', 'mutate'] as const;
+export type Stage = (typeof stages)[number];
+
+/**
+ * What a policy decides. Policies return verdicts rather than throw: an exception in `handle`
+ * is a bug and becomes a 500 `internal_error`, and the request is denied.
+ * - continue: this policy is satisfied (an authenticator has set the identity);
+ * - skip: not responsible (an authenticator found no credential of its kind);
+ * - respond: stop and answer with the error.
+ */
+export type Verdict =
+  | { readonly kind: 'continue' }
+  | { readonly kind: 'skip' }
+  | {
+      readonly kind: 'respond';
+      readonly code: ProblemCode;
+      readonly detail?: string;
+      readonly headers?: Readonly<Record<string, string>>;
+    };
+
+export const CONTINUE: Verdict = Object.freeze({ kind: 'continue' });
+export const SKIP: Verdict = Object.freeze({ kind: 'skip' });
+export function respond(code: ProblemCode, detail?: string, headers?: Record<string, string>): Verdict {
+  return { kind: 'respond', code, detail, headers };
+}
+
+/** A policy compiled for one config version: immutable, `handle` only reads prepared state. */
+export interface CompiledPolicy {
+  readonly name: string;
+  handle(ctx: RequestContext): Verdict | Promise<Verdict>;
+}
+
+/** What a policy may use; passed in, never reached for (no globals, no process.env). */
+export interface PolicyDeps {
+  readonly now: () => number;
+}
+
+/** One kind of policy: its config schema (part of the APIRule schema) and its compiler. */
+export interface PolicyFactory<C = unknown> {
+  readonly name: string;
+  readonly stage: Stage;
+  readonly schema: TSchema;
+  compile(config: C, deps: PolicyDeps): CompiledPolicy;
+}
