@@ -53,14 +53,16 @@ export function problem(code: ProblemCode, detail?: string, requestId?: string):
  * A whole HTTP/1.1 response as bytes, for answering on a raw socket before the HTTP server has
  * produced a request object (parse errors, oversized headers, request timeouts).
  */
-export function rawProblemResponse(code: ProblemCode, detail?: string): string {
+export function rawProblemResponse(
+  code: ProblemCode,
+  detail?: string,
+  requestId?: string,
+  headers: Readonly<Record<string, string>> = {},
+): string {
   const entry = problems[code];
-  const body = JSON.stringify(problem(code, detail));
-  return (
-    `HTTP/1.1 ${entry.status} ${entry.title}\r\n` +
-    `content-type: ${problemContentType}\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
-    'connection: close\r\n\r\n' +
-    body
-  );
+  const body = JSON.stringify(problem(code, detail, requestId));
+  let head = `HTTP/1.1 ${entry.status} ${entry.title}\r\ncontent-type: ${problemContentType}\r\n`;
+  if (requestId !== undefined) head += `x-request-id: ${requestId}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
 }

@@ -12,6 +12,7 @@ import { createAdminServer } from './admin.ts';
 import { createRequestHandler, type GatewayState } from './handler.ts';
 import { applyLiveLimits, createListenerServer, listenersIncompatible } from './listeners.ts';
 import { PoolRegistry } from './pools.ts';
+import { createUpgradeHandler } from './upgrade.ts';
 
 export interface GatewayOptions {
   configPaths: readonly string[];
@@ -78,6 +79,7 @@ export class GatewayRuntime implements GatewayState {
           handle(req, res);
         },
       );
+      server.on('upgrade', createUpgradeHandler(this, { name, protocol: listener.spec.protocol }));
       await listen(server, listener.spec.port, listener.spec.address);
       this.#servers.push({ name, server });
       this.logger.info(
