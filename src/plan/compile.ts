@@ -93,6 +93,11 @@ export function compilePlan(
         ['spec', 'upstream'],
         `no Upstream named ${rule.spec.upstream} in namespace ${r.metadata.namespace}`,
       );
+    rule.spec.rules.forEach((ruleSpec, index) => {
+      if (ruleSpec.upstream !== undefined && !upstreams.has(`${r.metadata.namespace}/${ruleSpec.upstream}`)) {
+        fail(r, ['spec', 'rules', index, 'upstream'], `no Upstream named ${ruleSpec.upstream} in namespace ${r.metadata.namespace}`);
+      }
+    });
     if (rule.spec.gateway !== gateway.metadata.name) continue;
     rule.spec.rules.forEach((ruleSpec, index) => {
       const path = ['spec', 'rules', index];
