@@ -118,7 +118,8 @@ function mapValues(schema: Schema): Schema | undefined {
     const values = Object.values(schema.patternProperties).filter(isSchema);
     if (values.length === 1) return values[0];
   }
-  if (isSchema(schema.additionalProperties) && !isSchema(schema.properties)) return schema.additionalProperties;
+  if (isSchema(schema.additionalProperties) && !isSchema(schema.properties))
+    return schema.additionalProperties;
   return undefined;
 }
 
@@ -145,6 +146,10 @@ function typeOf(schema: Schema): string {
   const members = unionMembers(schema);
   if (members.length > 0) {
     const names = [...new Set(members.map(typeOf))];
+    // Objects of different shapes: their fields are listed below, marked with the variant.
+    if (names.length === 1 && members.length > 1 && members.every(hasChildren)) {
+      return `${names[0]} (${members.length} variants)`;
+    }
     return names.join(' | ');
   }
   if (typeof schema.$ref === 'string') return code(schema.$ref);
@@ -287,7 +292,8 @@ const durationHint = ' A number followed by ms, s, m or h.';
 
 function descriptionOf(schema: Schema): string {
   let own = str(schema.description);
-  if (schema.pattern === durationPattern && own.endsWith(durationHint)) own = own.slice(0, -durationHint.length);
+  if (schema.pattern === durationPattern && own.endsWith(durationHint))
+    own = own.slice(0, -durationHint.length);
   const parts = [own];
   // An item's or a map value's own description, when it has no row of its own.
   const items = schema.type === 'array' && isSchema(schema.items) ? schema.items : undefined;
@@ -345,7 +351,7 @@ function fieldRow(schema: Schema, path: string, required: boolean, note: string)
     required: required ? 'yes' : 'no',
     default: formatDefault(schema.default),
     constraints: constraintsOf(schema, path).join(', '),
-    description: `${note}${descriptionOf(schema)}`,
+    description: `${note}${descriptionOf(schema)}`.trim(),
   };
 }
 
@@ -389,7 +395,8 @@ function anchor(heading: string): string {
 
 /** Objects that accept fields they do not declare (neither closed nor maps). */
 function openObjects(schema: Schema, path: string, out: string[]): void {
-  if (isObjectSchema(schema) && schema.additionalProperties !== false) out.push(path === '' ? '(root)' : path);
+  if (isObjectSchema(schema) && schema.additionalProperties !== false)
+    out.push(path === '' ? '(root)' : path);
   if (isSchema(schema.properties)) {
     for (const [key, child] of Object.entries(schema.properties)) {
       if (isSchema(child)) openObjects(child, path === '' ? key : `${path}.${key}`, out);
@@ -568,7 +575,9 @@ export function main(args: string[]): number {
   );
   const missing = undocumentedFields();
   if (missing.length > 0) {
-    process.stderr.write(`gen-docs: fields without a description:\n${missing.map((m) => `  ${m}\n`).join('')}`);
+    process.stderr.write(
+      `gen-docs: fields without a description:\n${missing.map((m) => `  ${m}\n`).join('')}`,
+    );
   }
   return 0;
 }

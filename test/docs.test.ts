@@ -24,6 +24,7 @@ function reference(): string {
 
 describe('generated docs', () => {
   it('are up to date with the schemas (run `npm run docs` when this fails)', () => {
+    const stale: string[] = [];
     for (const [path, content] of Object.entries(generated)) {
       let onDisk: string | undefined;
       try {
@@ -31,9 +32,16 @@ describe('generated docs', () => {
       } catch {
         onDisk = undefined;
       }
-      assert.ok(onDisk !== undefined, `${path} is missing: run \`npm run docs\``);
-      assert.ok(onDisk === content, `${path} is stale: run \`npm run docs\``);
+      if (onDisk === undefined) {
+        stale.push(`${path} is missing`);
+      } else if (onDisk !== content) {
+        const want = content.split('\n');
+        const have = onDisk.split('\n');
+        const line = want.findIndex((l, i) => l !== have[i]);
+        stale.push(`${path} differs from line ${(line === -1 ? want.length : line) + 1}`);
+      }
     }
+    assert.deepEqual(stale, [], `generated docs are stale, run \`npm run docs\`:\n${stale.join('\n')}`);
   });
 
   it('generates the editor schema with one entry per kind', () => {
@@ -90,7 +98,7 @@ describe('field table rendering', () => {
       tags: Type.Record(Type.String(), Type.Object({ weight: Type.Integer({ minimum: 0 }) })),
     });
     const table = fieldTable(schema);
-    assert.match(table, /^\| `backend` \| object \| yes \|/m);
+    assert.match(table, /^\| `backend` \| object \(2 variants\) \| yes \|/m);
     assert.match(table, /^\| `backend\.url` \| string \| yes \| {2}\| {2}\| _\(remote\)_ Where\. \|$/m);
     assert.match(table, /^\| `backend\.file` \| string \| yes \| {2}\| {2}\| _\(local\)_ \|$/m);
     assert.match(table, /^\| `tags` \| map of string to object \| yes \|/m);
