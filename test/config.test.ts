@@ -32,21 +32,33 @@ function problemsOf(files: Record<string, string>): string[] {
 test('a directory of multi-document files loads, with defaults applied', () => {
   const dir = tempConfigDir();
   writeConfig(dir, 'a.yaml', `${gateway}---\n${upstream}`);
-  writeConfig(dir, 'b.yml', `apiVersion: gatehouse.dev/v1
+  writeConfig(
+    dir,
+    'b.yml',
+    `apiVersion: gatehouse.dev/v1
 kind: APIRule
 metadata: { name: orders }
 spec:
   gateway: edge
   upstream: orders
   rules: [{ path: /orders, authenticate: [{ noAuth: {} }] }]
-`);
+`,
+  );
   writeConfig(dir, 'notes.txt', 'not config');
   const loaded = loadConfig([dir]);
   assert.deepEqual(loaded.errors, []);
-  assert.deepEqual(loaded.resources.map((r) => r.kind), ['Gateway', 'Upstream', 'APIRule']);
+  assert.deepEqual(
+    loaded.resources.map((r) => r.kind),
+    ['Gateway', 'Upstream', 'APIRule'],
+  );
   const gw = loaded.resources[0]!;
   assert.equal(gw.metadata.namespace, 'default');
-  assert.deepEqual((gw.spec as { limits: unknown }).limits, { maxHeaderBytes: 16384, maxBodyBytes: 10485760, requestTimeout: '30s', idleTimeout: '60s' });
+  assert.deepEqual((gw.spec as { limits: unknown }).limits, {
+    maxHeaderBytes: 16384,
+    maxBodyBytes: 10485760,
+    requestTimeout: '30s',
+    idleTimeout: '60s',
+  });
   const compiled = compilePlan(loaded.resources);
   assert.ok(compiled.ok);
   assert.equal(compiled.plan.router.match('x', 'GET', '/orders')?.value.id, 'default/orders#0');
@@ -113,7 +125,10 @@ spec:
 `,
   });
   assert.equal(problems.length, 4, problems.join('\n'));
-  assert.match(problems[0]!, /^a\.yaml:14:13: metadata\.name: Upstream default\/orders is already defined in \S*a\.yaml:7$/);
+  assert.match(
+    problems[0]!,
+    /^a\.yaml:14:13: metadata\.name: Upstream default\/orders is already defined in \S*a\.yaml:7$/,
+  );
   assert.deepEqual(problems.slice(1), [
     'a.yaml:21:3: spec.gateway: no Gateway named nowhere',
     'a.yaml:22:3: spec.upstream: no Upstream named ghost in namespace default',
@@ -134,14 +149,19 @@ ${paths.map((p) => `    - { path: '${p}', methods: [GET], authenticate: [{ noAut
   const clash = problemsOf({ 'a.yaml': `${gateway}---\n${upstream}---\n${rules(['/o/{id}', '/o/{*}'])}` });
   assert.equal(clash.length, 1);
   assert.match(clash[0]!, /a\.yaml:\d+:\d+: spec\.rules\[1\]\.path: .*\/o\/\{id\}/);
-  const ok = problemsOf({ 'a.yaml': `${gateway}---\n${upstream}---\n${rules(['/o/{id}', '/o/new', '/o/{**}'])}` });
+  const ok = problemsOf({
+    'a.yaml': `${gateway}---\n${upstream}---\n${rules(['/o/{id}', '/o/new', '/o/{**}'])}`,
+  });
   assert.deepEqual(ok, []);
 });
 
 test('gatehouse validate exits 1 with every problem, 0 when valid', async () => {
   const dir = tempConfigDir();
   writeConfig(dir, 'gw.yaml', `${gateway}---\n${upstream}`);
-  writeConfig(dir, 'rules.yaml', `apiVersion: gatehouse.dev/v1
+  writeConfig(
+    dir,
+    'rules.yaml',
+    `apiVersion: gatehouse.dev/v1
 kind: APIRule
 metadata: { name: orders }
 spec:
@@ -149,21 +169,26 @@ spec:
   upstream: orders
   rules:
     - path: /orders
-`);
+`,
+  );
   const bad = runCli(['validate', dir]);
   const badExit = await bad.exited;
   assert.equal(badExit.code, 1);
   assert.match(bad.stderr(), /rules\.yaml:8:7: spec\.rules\[0\]\.authenticate: required field is missing/);
   assert.match(bad.stderr(), /1 problem\(s\) found/);
 
-  writeConfig(dir, 'rules.yaml', `apiVersion: gatehouse.dev/v1
+  writeConfig(
+    dir,
+    'rules.yaml',
+    `apiVersion: gatehouse.dev/v1
 kind: APIRule
 metadata: { name: orders }
 spec:
   gateway: edge
   upstream: orders
   rules: [{ path: /orders, authenticate: [{ noAuth: {} }] }]
-`);
+`,
+  );
   const good = runCli(['validate', dir]);
   assert.equal((await good.exited).code, 0);
   assert.match(good.stdout(), /ok: 3 resource\(s\) in 2 file\(s\)/);
@@ -183,5 +208,8 @@ test('gatehouse schema prints a JSON Schema of every kind', async () => {
   const proc = runCli(['schema']);
   await proc.exited;
   const schema = JSON.parse(proc.stdout()) as { oneOf: Array<{ title: string }> };
-  assert.deepEqual(schema.oneOf.map((s) => s.title), ['Gateway', 'Upstream', 'APIRule', 'IdentityProvider']);
+  assert.deepEqual(
+    schema.oneOf.map((s) => s.title),
+    ['Gateway', 'Upstream', 'APIRule', 'IdentityProvider'],
+  );
 });

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { httpRequest, parseRaw, rawRequest } from './helpers/http.ts';
-import { freePort, type RunningProcess, startGateway, tempConfigDir, writeConfig } from './helpers/process.ts';
+import {
+  freePort,
+  type RunningProcess,
+  startGateway,
+  tempConfigDir,
+  writeConfig,
+} from './helpers/process.ts';
 import { type EchoUpstream, startEchoUpstream } from './helpers/upstream.ts';
 
 let upstream: EchoUpstream;
@@ -12,7 +18,14 @@ let port: number;
 let adminPort: number;
 let deadPort: number;
 
-function config(opts: { port: number; admin: number; upstream: string; ws: string; dead: string; trusted?: string }) {
+function config(opts: {
+  port: number;
+  admin: number;
+  upstream: string;
+  ws: string;
+  dead: string;
+  trusted?: string;
+}) {
   return `
 apiVersion: gatehouse.dev/v1
 kind: Gateway
@@ -103,7 +116,13 @@ before(async () => {
   writeConfig(
     dir,
     'gateway.yaml',
-    config({ port, admin: adminPort, upstream: upstream.url, ws: `http://127.0.0.1:${wsPort}`, dead: `http://127.0.0.1:${deadPort}` }),
+    config({
+      port,
+      admin: adminPort,
+      upstream: upstream.url,
+      ws: `http://127.0.0.1:${wsPort}`,
+      dead: `http://127.0.0.1:${deadPort}`,
+    }),
   );
   gateway = await startGateway([dir], ['--no-watch']);
 });
@@ -188,23 +207,39 @@ describe('canonical request', () => {
   });
 
   test('encoded slashes, backslashes, NUL and bad encodings are rejected with 400', async () => {
-    for (const path of ['/files/a%2Fb', '/files/..%2f..%2fetc', '/files/a%5Cb', '/files/a%00', '/files/%zz', '/files/%4']) {
+    for (const path of [
+      '/files/a%2Fb',
+      '/files/..%2f..%2fetc',
+      '/files/a%5Cb',
+      '/files/a%00',
+      '/files/%zz',
+      '/files/%4',
+    ]) {
       const res = await httpRequest(port, path);
       assert.equal(res.status, 400, path);
       assert.equal(res.json().code, 'bad_path', path);
     }
-    const escape = await httpRequest(port, '/files/%2e%2e/hello');
-    assert.equal(escape.status, 200, '%2e%2e is resolved, so this is /hello');
-    assert.equal(escape.json().url, '/hello');
+    const resolved = await httpRequest(port, '/files/%2e%2e/hello');
+    assert.equal(resolved.status, 200, '%2e%2e is resolved, so this is /hello');
+    assert.equal(resolved.json().url, '/hello');
   });
 
   test('absolute-form targets, duplicate Host and Authorization, ambiguous framing are rejected', async () => {
     const cases: Array<[string, string]> = [
       [`GET http://evil.test/hello HTTP/1.1\r\nHost: evil.test\r\n\r\n`, 'bad_target'],
       [`GET /hello HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n`, 'duplicate_header'],
-      [`GET /hello HTTP/1.1\r\nHost: a.test\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n`, 'duplicate_header'],
-      [`POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 'bad_framing'],
-      [`POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`, 'bad_framing'],
+      [
+        `GET /hello HTTP/1.1\r\nHost: a.test\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n`,
+        'duplicate_header',
+      ],
+      [
+        `POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+        'bad_framing',
+      ],
+      [
+        `POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
+        'bad_framing',
+      ],
       [`POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd`, ''],
       [`GET /he\u0001llo HTTP/1.1\r\nHost: a\r\n\r\n`, ''],
       [`GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n`, 'bad_host'],
@@ -242,7 +277,8 @@ describe('headers', () => {
       host: 'example.test:8080',
     });
     const seen = lastSeen().headers;
-    for (const name of ['x-secret', 'keep-alive', 'te', 'proxy-authorization']) assert.equal(seen[name], undefined, name);
+    for (const name of ['x-secret', 'keep-alive', 'te', 'proxy-authorization'])
+      assert.equal(seen[name], undefined, name);
     assert.equal(seen['x-forwarded-for'], '127.0.0.1');
     assert.equal(seen['x-forwarded-host'], 'example.test:8080');
     assert.equal(seen['x-forwarded-proto'], 'http');
@@ -276,7 +312,10 @@ describe('limits', () => {
     assert.equal(declared.json().code, 'payload_too_large');
     const chunks = Array.from({ length: 5 }, () => `12c\r\n${'y'.repeat(300)}\r\n`).join('');
     const { status, body } = parseRaw(
-      await rawRequest(port, `POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`),
+      await rawRequest(
+        port,
+        `POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`,
+      ),
     );
     assert.equal(status, 413);
     assert.equal(JSON.parse(body).code, 'payload_too_large');
@@ -288,7 +327,10 @@ describe('limits', () => {
     const sized = await httpRequest(port, '/upload', { method: 'POST', body: 'z'.repeat(900) });
     assert.equal(sized.json().bodyBytes, 900);
     const { status, body } = parseRaw(
-      await rawRequest(port, `POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n`),
+      await rawRequest(
+        port,
+        `POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n`,
+      ),
     );
     assert.equal(status, 200);
     assert.match(body, /"bodyBytes":8/);
@@ -353,7 +395,10 @@ describe('admin', () => {
     assert.equal(ready.json().planVersion, plan.version);
     assert.equal(plan.routes.length, 13, '11 rules on any host, 1 rule on 2 hosts');
     const metrics = (await httpRequest(adminPort, '/metrics')).body;
-    assert.match(metrics, /gatehouse_requests_total\{route="default\/shop#0",method="GET",status_class="2xx"\} \d+/);
+    assert.match(
+      metrics,
+      /gatehouse_requests_total\{route="default\/shop#0",method="GET",status_class="2xx"\} \d+/,
+    );
     assert.match(metrics, /gatehouse_request_duration_seconds_bucket/);
     assert.match(metrics, /gatehouse_upstream_errors_total\{upstream="default\/dead",kind="connect"\} \d+/);
     assert.match(metrics, new RegExp(`gatehouse_plan_info\\{version="${plan.version}"\\} 1`));
@@ -362,14 +407,17 @@ describe('admin', () => {
 
 describe('access log', () => {
   test('one JSON line per request, without credentials', async () => {
-    await httpRequest(port, '/hello?token=secret', { headers: { authorization: 'Bearer very-secret', cookie: 'sid=also-secret' } });
+    await httpRequest(port, '/hello?token=secret', {
+      headers: { authorization: 'Bearer very-secret', cookie: 'sid=also-secret' },
+    });
     await new Promise((r) => setTimeout(r, 300));
     const line = gateway
       .logs()
       .filter((l) => l.type === 'access' && l.path === '/hello')
       .at(-1);
     assert.ok(line, 'access line written');
-    for (const field of ['requestId', 'route', 'status', 'ms', 'bytesIn', 'bytesOut', 'client']) assert.ok(field in line, field);
+    for (const field of ['requestId', 'route', 'status', 'ms', 'bytesIn', 'bytesOut', 'client'])
+      assert.ok(field in line, field);
     assert.doesNotMatch(gateway.stdout(), /very-secret|also-secret|token=secret/);
   });
 });
@@ -381,12 +429,24 @@ describe('trusted proxies', () => {
     writeConfig(
       dir,
       'gateway.yaml',
-      config({ port: trustedPort, admin: await freePort(), upstream: upstream.url, ws: upstream.url, dead: upstream.url, trusted: '127.0.0.0/8' }),
+      config({
+        port: trustedPort,
+        admin: await freePort(),
+        upstream: upstream.url,
+        ws: upstream.url,
+        dead: upstream.url,
+        trusted: '127.0.0.0/8',
+      }),
     );
     const trusted = await startGateway([dir], ['--no-watch']);
     try {
       await httpRequest(trustedPort, '/hello', {
-        headers: { 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'edge-123', 'x-forwarded-proto': 'https', forwarded: 'for=203.0.113.9' },
+        headers: {
+          'x-forwarded-for': '203.0.113.9',
+          'x-request-id': 'edge-123',
+          'x-forwarded-proto': 'https',
+          forwarded: 'for=203.0.113.9',
+        },
       });
       const seen = lastSeen().headers;
       assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');

@@ -3,7 +3,13 @@ import { request } from 'node:http';
 import { Agent } from 'node:http';
 import { after, before, test } from 'node:test';
 import { httpRequest } from './helpers/http.ts';
-import { freePort, type RunningProcess, startGateway, tempConfigDir, writeConfig } from './helpers/process.ts';
+import {
+  freePort,
+  type RunningProcess,
+  startGateway,
+  tempConfigDir,
+  writeConfig,
+} from './helpers/process.ts';
 import { type EchoUpstream, startEchoUpstream } from './helpers/upstream.ts';
 
 let upstream: EchoUpstream;
@@ -88,25 +94,36 @@ test('reload under load: 20 config changes (valid and invalid), every request an
     for (let change = 1; change <= 20; change++) {
       const valid = change % 4 !== 0;
       writeConfig(dir, 'rules.yaml', rulesYaml(change, valid));
-      const line = await gw.waitFor(new RegExp(`"msg":"config (reloaded|rejected)[^"]*"`), 5000).catch(() => null);
+      const line = await gw.waitFor(/"msg":"config (reloaded|rejected)[^"]*"/, 5000).catch(() => null);
       // Each change produces exactly one log line; wait for the count to move on.
       await waitUntil(() => countReloadLines(gw) >= change, 5000);
       if (valid) applied++;
       else rejected++;
       assert.ok(line !== null);
-      if (valid) assert.equal((await httpRequest(port, `/only-in-${change}`)).status, 200, `change ${change} applied`);
-      else assert.equal((await httpRequest(port, `/only-in-${change}`)).status, 404, `invalid change ${change} not applied`);
+      if (valid)
+        assert.equal((await httpRequest(port, `/only-in-${change}`)).status, 200, `change ${change} applied`);
+      else
+        assert.equal(
+          (await httpRequest(port, `/only-in-${change}`)).status,
+          404,
+          `invalid change ${change} not applied`,
+        );
     }
     stop = true;
     await Promise.all(clients);
     assert.deepEqual(failures, [], 'no request failed at the connection level');
     assert.ok(statuses.length > 100, `enough traffic during the changes (${statuses.length})`);
     assert.deepEqual([...new Set(statuses)], [200], 'every request answered by the old or the new plan');
-    const plan = (await httpRequest(admin, '/plan')).json<{ reloads: { applied: number; rejected: number } }>();
+    const plan = (await httpRequest(admin, '/plan')).json<{
+      reloads: { applied: number; rejected: number };
+    }>();
     assert.equal(plan.reloads.applied, applied);
     assert.equal(plan.reloads.rejected, rejected);
     const rejection = gw.logs().find((l) => l.msg === 'config rejected: the previous plan keeps serving');
-    assert.match(JSON.stringify(rejection?.errors), /rules\.yaml:6:\d+: spec\.upstream: no Upstream named missing/);
+    assert.match(
+      JSON.stringify(rejection?.errors),
+      /rules\.yaml:6:\d+: spec\.upstream: no Upstream named missing/,
+    );
   } finally {
     agent.destroy();
     await gw.stop();
@@ -114,7 +131,8 @@ test('reload under load: 20 config changes (valid and invalid), every request an
 });
 
 function countReloadLines(gw: RunningProcess): number {
-  return gw.logs().filter((l) => typeof l.msg === 'string' && /^config (reloaded|rejected)/.test(l.msg)).length;
+  return gw.logs().filter((l) => typeof l.msg === 'string' && /^config (reloaded|rejected)/.test(l.msg))
+    .length;
 }
 
 async function waitUntil(condition: () => boolean, ms: number): Promise<void> {

@@ -11,7 +11,8 @@ Commands:
                          run a gateway in local mode from YAML files
   validate <file|dir>... check configuration; prints every problem with file:line:column
   schema [--kind <Kind>] print the JSON Schema of the resources (for editor completion)
-  dev                    run the quickstart: a demo upstream and a gateway on examples/quickstart
+  dev [--config <path>] [--upstream-port <n>]
+                         run the quickstart: a demo upstream and a gateway on examples/quickstart
   help                   this text
 `;
 

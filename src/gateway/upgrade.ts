@@ -15,21 +15,37 @@ import { classifyUpstreamError } from './upstream-errors.ts';
 export function createUpgradeHandler(state: GatewayState, listener: RequestContext['listener']) {
   return function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
-    const refuse = (code: ProblemCode, detail?: string, requestId?: string, headers?: Record<string, string>) => {
-      state.logger.info({ type: 'access', upgrade: true, requestId, error: code, path: req.url }, 'upgrade refused');
+    const refuse = (
+      code: ProblemCode,
+      detail?: string,
+      requestId?: string,
+      headers?: Record<string, string>,
+    ) => {
+      state.logger.info(
+        { type: 'access', upgrade: true, requestId, error: code, path: req.url },
+        'upgrade refused',
+      );
       socket.end(rawProblemResponse(code, detail, requestId, headers));
     };
-    if (state.draining) return refuse('shutting_down');
+    if (state.draining) {
+      refuse('shutting_down');
+      return;
+    }
     const admission = admit(req, state.plan, listener);
-    if (!admission.ok) return refuse(admission.code, admission.detail, admission.requestId);
+    if (!admission.ok) {
+      refuse(admission.code, admission.detail, admission.requestId);
+      return;
+    }
     const { ctx } = admission;
     const proceed = (result: Awaited<ReturnType<typeof runPipeline>>) => {
-      if (result.kind === 'respond') return refuse(result.code, result.detail, ctx.id, result.headers as Record<string, string>);
+      if (result.kind === 'respond')
+        return refuse(result.code, result.detail, ctx.id, result.headers as Record<string, string>);
       connect(state, req, socket, head, ctx, admission.rawHost, refuse);
     };
     try {
       const verdict = runPipeline(ctx.rule, ctx);
-      if (verdict instanceof Promise) verdict.then(proceed, () => refuse('internal_error', undefined, ctx.id));
+      if (verdict instanceof Promise)
+        verdict.then(proceed, () => refuse('internal_error', undefined, ctx.id));
       else proceed(verdict);
     } catch {
       refuse('internal_error', undefined, ctx.id);
@@ -47,9 +63,15 @@ function connect(
   refuse: (code: ProblemCode, detail?: string, requestId?: string) => void,
 ) {
   const upstream = ctx.rule.upstream;
-  const headers = upstreamRequestHeaders(req.rawHeaders, ctx, upstream.preserveHost ? rawHost : upstream.hostHeader, rawHost, {
-    keepUpgrade: false,
-  });
+  const headers = upstreamRequestHeaders(
+    req.rawHeaders,
+    ctx,
+    upstream.preserveHost ? rawHost : upstream.hostHeader,
+    rawHost,
+    {
+      keepUpgrade: false,
+    },
+  );
   const abort = new AbortController();
   const onEarlyClose = () => abort.abort();
   socket.once('close', onEarlyClose);
@@ -82,7 +104,13 @@ function connect(
         upstreamSocket.on('close', () => socket.destroy());
         upstreamSocket.pipe(socket);
         socket.pipe(upstreamSocket);
-        state.logger.info({ type: 'access', upgrade: true, requestId: ctx.id, route: ctx.rule.id, status: 101 });
+        state.logger.info({
+          type: 'access',
+          upgrade: true,
+          requestId: ctx.id,
+          route: ctx.rule.id,
+          status: 101,
+        });
       },
       (err: unknown) => {
         socket.off('close', onEarlyClose);

@@ -95,7 +95,11 @@ export function compilePlan(
       );
     rule.spec.rules.forEach((ruleSpec, index) => {
       if (ruleSpec.upstream !== undefined && !upstreams.has(`${r.metadata.namespace}/${ruleSpec.upstream}`)) {
-        fail(r, ['spec', 'rules', index, 'upstream'], `no Upstream named ${ruleSpec.upstream} in namespace ${r.metadata.namespace}`);
+        fail(
+          r,
+          ['spec', 'rules', index, 'upstream'],
+          `no Upstream named ${ruleSpec.upstream} in namespace ${r.metadata.namespace}`,
+        );
       }
     });
     if (rule.spec.gateway !== gateway.metadata.name) continue;

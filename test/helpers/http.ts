@@ -12,7 +12,12 @@ export interface SimpleResponse {
 export function httpRequest(
   port: number,
   path: string,
-  options: { method?: string; headers?: Record<string, string | string[]>; body?: string | Buffer; host?: string } = {},
+  options: {
+    method?: string;
+    headers?: Record<string, string | string[]>;
+    body?: string | Buffer;
+    host?: string;
+  } = {},
 ): Promise<SimpleResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
@@ -43,14 +48,19 @@ export function httpRequest(
 }
 
 /** Writes raw bytes and returns everything the server sent until it closed the connection. */
-export function rawRequest(port: number, bytes: string | Buffer, options: { endAfterWrite?: boolean } = {}): Promise<string> {
+export function rawRequest(
+  port: number,
+  bytes: string | Buffer,
+  options: { endAfterWrite?: boolean } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     socket.setTimeout(15_000, () => socket.destroy(new Error('raw request timed out')));
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.on('error', (err) => {
-      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') resolve(Buffer.concat(chunks).toString('latin1'));
+      if ((err as NodeJS.ErrnoException).code === 'ECONNRESET')
+        resolve(Buffer.concat(chunks).toString('latin1'));
       else reject(err);
     });
     socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));

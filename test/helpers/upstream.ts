@@ -38,7 +38,12 @@ export async function startEchoUpstream(
       };
       requests.push(seen);
       if (handler?.(seen, res)) return;
-      const body = JSON.stringify({ method: seen.method, url: seen.url, headers: seen.headers, bodyBytes: seen.body.length });
+      const body = JSON.stringify({
+        method: seen.method,
+        url: seen.url,
+        headers: seen.headers,
+        bodyBytes: seen.body.length,
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
     });
