@@ -95,7 +95,7 @@ export function writeSingleRouteConfig(
     header(listenPort, adminPort, upstreamUrl) +
     apiRule(BENCH_RULE_NAME, null, [rule(BENCH_TEMPLATE, ['GET'])]);
   writeFileSync(join(dir, 'gateway.yaml'), yaml);
-  return { dir, rules: 1, benchRouteId: `${BENCH_RULE_NAME}#0` };
+  return { dir, rules: 1, benchRouteId: `default/${BENCH_RULE_NAME}#0` };
 }
 
 /**
@@ -125,7 +125,7 @@ export function writeManyRulesConfig(
     for (let j = 0; j < count; j++) {
       if (isBench && j === benchAt) {
         rules.push(rule(BENCH_TEMPLATE, ['GET']));
-        benchRouteId = `${name}#${j}`;
+        benchRouteId = `default/${name}#${j}`;
       } else {
         rules.push(filler(j));
       }

@@ -253,7 +253,10 @@ describe('https listener', () => {
     for (const servername of ['a.test', undefined]) {
       const where = `SNI ${servername ?? '(none)'}`;
       assertProxied(await get(f.port, { servername, ca }), `${where}, no client cert`);
-      assertProxied(await get(f.port, { servername, ca, client: f.clientCert }), `${where}, valid client cert`);
+      assertProxied(
+        await get(f.port, { servername, ca, client: f.clientCert }),
+        `${where}, valid client cert`,
+      );
       for (const [what, client] of [
         ['client cert from another CA', f.rogueClientCert],
         ['expired client cert', f.expiredClientCert],
@@ -313,6 +316,14 @@ describe('https listener', () => {
     assert.equal(f.proc.child.pid, pid);
     assert.equal(f.proc.child.exitCode, null, 'no restart');
     assert.doesNotMatch(f.proc.stdout(), /config rejected/);
+
+    // A broken certificate file is refused on reload; the rotated certificate keeps serving.
+    writeFileSync(f.aCert.certPath, 'not a certificate\n');
+    f.proc.child.kill('SIGHUP');
+    const rejected = await f.proc.waitFor(/"msg":"config rejected/);
+    assert.match(rejected, /spec\.listeners\[0\]\.tls\.certificates\[1\]/);
+    const kept = assertProxied(await get(f.port, { servername: 'a.test', ca }), 'after a rejected reload');
+    assertServedBy(kept, { ...f.aCert, cert: nextA.cert }, 'after a rejected reload');
   });
 });
 
@@ -350,12 +361,15 @@ spec:
     // tls is absent: the location falls back to the listener itself.
     assert.match(
       stderr,
-      new RegExp(`^${escape(file)}:${lineOf('- name: no-tls')}:\\d+: spec\\.listeners\\[0\\]\\.tls: required for protocol https$`, 'm'),
+      new RegExp(
+        `^${regexEscape(file)}:${lineOf('- name: no-tls')}:\\d+: spec\\.listeners\\[0\\]\\.tls: required for protocol https$`,
+        'm',
+      ),
     );
     assert.match(
       stderr,
       new RegExp(
-        `^${escape(file)}:${lineOf('cert: missing.crt')}:\\d+: spec\\.listeners\\[1\\]\\.tls\\.certificates\\[0\\]\\.cert: cannot read .*missing\\.crt.*ENOENT`,
+        `^${regexEscape(file)}:${lineOf('cert: missing.crt')}:\\d+: spec\\.listeners\\[1\\]\\.tls\\.certificates\\[0\\]\\.cert: cannot read .*missing\\.crt.*ENOENT`,
         'm',
       ),
     );
@@ -364,6 +378,6 @@ spec:
   });
 });
 
-function escape(s: string): string {
+function regexEscape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -10,8 +10,24 @@ export function resourcesJsonSchema(): Record<string, unknown> {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: 'https://gatehouse.dev/schemas/v1/resources.json',
     title: 'Gatehouse resource',
-    oneOf: Object.values(kindSchemas),
+    oneOf: Object.values(kindSchemas).map(forEditors),
   };
+}
+
+/**
+ * The loader fills defaults before validating, so a field with a default may be left out of a
+ * file. Editors validate the file as written: for them such fields are not required.
+ */
+function forEditors(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(forEditors);
+  if (!schema || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) out[key] = forEditors(value);
+  const properties = out.properties as Record<string, { default?: unknown }> | undefined;
+  if (Array.isArray(out.required) && properties) {
+    out.required = (out.required as string[]).filter((name) => properties[name]?.default === undefined);
+  }
+  return out;
 }
 
 export async function runSchema(args: string[]): Promise<number> {

@@ -36,7 +36,7 @@ const Tls = Type.Object(
       description:
         'Server certificates. The one whose SAN matches the client’s SNI is used; the first is the default.',
     }),
-    clientAuth: Type.Optional(ClientAuth),
+    clientAuth: Type.Optional({ ...ClientAuth, description: 'Whether and how client certificates are verified (mTLS).' }),
     minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], {
       default: 'TLSv1.2',
       description: 'Lowest TLS version accepted.',
@@ -57,7 +57,7 @@ const Listener = Type.Object(
       default: 'http',
       description: 'http: HTTP/1.1 in clear text. https: HTTP/1.1 over TLS (tls is required).',
     }),
-    tls: Type.Optional(Tls),
+    tls: Type.Optional({ ...Tls, description: 'TLS settings; required when protocol is https.' }),
   },
   { additionalProperties: false },
 );
@@ -67,7 +67,7 @@ const Admin = Type.Object(
     port: Port('Port of the admin listener: /healthz, /readyz, /metrics, /plan.'),
     address: Type.String({ default: '127.0.0.1', description: 'Address to bind; keep it private.' }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'The admin listener (health, readiness, metrics, plan).' },
 );
 
 const Limits = Type.Object(
@@ -86,7 +86,7 @@ const Limits = Type.Object(
     requestTimeout: Duration('Time allowed to receive a whole request; slower gets 408.', '30s'),
     idleTimeout: Duration('A keep-alive connection with no request for this long is closed.', '60s'),
   },
-  { additionalProperties: false, default: {} },
+  { additionalProperties: false, default: {}, description: 'Bounds on what one client may send and for how long.' },
 );
 
 const Shutdown = Type.Object(
@@ -96,14 +96,14 @@ const Shutdown = Type.Object(
       '10s',
     ),
   },
-  { additionalProperties: false, default: {} },
+  { additionalProperties: false, default: {}, description: 'Graceful shutdown.' },
 );
 
 const AccessLog = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: 'Write one JSON line per request to stdout.' }),
   },
-  { additionalProperties: false, default: {} },
+  { additionalProperties: false, default: {}, description: 'The JSON access log.' },
 );
 
 export const GatewaySpec = Type.Object(

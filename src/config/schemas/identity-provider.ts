@@ -34,7 +34,7 @@ export const IdentityProviderSpec = Type.Object(
           clientId: Type.String(),
           clientSecret: SecretRef,
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'RFC 7662 token introspection, for opaque tokens.' },
       ),
     ),
   },
@@ -44,6 +44,6 @@ export const IdentityProviderSpec = Type.Object(
 export const IdentityProvider = resourceSchema(
   'IdentityProvider',
   IdentityProviderSpec,
-  'An OpenID / OAuth2 provider whose tokens the gateway verifies (used by the jwt and introspection methods).',
+  'An OpenID / OAuth2 provider whose tokens the gateway will verify. Validated today; used once the jwt and introspection methods land.',
 );
 export type IdentityProvider = Static<typeof IdentityProvider>;

@@ -29,7 +29,7 @@ export const UpstreamSpec = Type.Object(
           '60s',
         ),
       },
-      { additionalProperties: false, default: {} },
+      { additionalProperties: false, default: {}, description: 'Time limits of calls to this upstream.' },
     ),
     preserveHost: Type.Boolean({
       default: false,

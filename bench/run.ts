@@ -1,0 +1,625 @@
+// The proxy benchmark: Gatehouse (1, 10 and 10 000 rules) against a bare node:http + undici proxy and
+// nginx, all in front of the same fixed-response upstream, under the same autocannon load, in
+// interleaved rounds. See bench/README.md.
+//
+//   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
+//                    [--rules 10000] [--json file] [--cpu-prof] [--keep]
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import {
+  BENCH_HOST,
+  BENCH_PATH,
+  writeManyRulesConfig,
+  writeNginxConfig,
+  writeSingleRouteConfig,
+} from './configs.ts';
+import {
+  type Child,
+  cpuMs,
+  freePort,
+  killAllNow,
+  rssMiB,
+  start,
+  stopAll,
+  waitForLogLine,
+  waitForReadyPort,
+  waitUntil,
+} from './procs.ts';
+import { UPSTREAM_BODY } from './upstream.ts';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const benchDir = fileURLToPath(new URL('./', import.meta.url));
+const cliPath = join(repoRoot, 'src/cli/main.ts');
+const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
+
+/** Longest the load phase may be planned for; the whole run must stay under ~4 minutes. */
+const MAX_PLANNED_SECONDS = 210;
+const PAUSE_MS = 300;
+
+type TargetId = 'gatehouse' | 'gatehouse-10' | 'gatehouse-many' | 'bare' | 'nginx';
+const ALL_TARGETS: TargetId[] = ['gatehouse', 'gatehouse-10', 'gatehouse-many', 'bare', 'nginx'];
+
+interface Target {
+  id: TargetId;
+  label: string;
+  baseUrl: string;
+  child: Child;
+  startupMs: number;
+  logFile: string | null;
+}
+
+interface RunResult {
+  rps: number;
+  requests: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  timeouts: number;
+  non2xx: number;
+  mismatches: number;
+  otherStatus: string[];
+  cpuUsPerReq: number | null;
+}
+
+interface Options {
+  duration: number;
+  rounds: number;
+  connections: number;
+  warmup: number;
+  rules: number;
+  targets: TargetId[];
+  json: string | null;
+  cpuProf: boolean;
+  keep: boolean;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '32' },
+      warmup: { type: 'string', default: '2' },
+      rules: { type: 'string', default: '10000' },
+      targets: { type: 'string', default: ALL_TARGETS.join(',') },
+      json: { type: 'string' },
+      'cpu-prof': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n]\n' +
+        `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n`,
+    );
+    process.exit(0);
+  }
+  const num = (name: string, text: string, min: number, max: number) => {
+    const n = Number(text);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be between ${min} and ${max}`);
+    return n;
+  };
+  const targets = values.targets.split(',').map((t) => t.trim()) as TargetId[];
+  for (const t of targets) {
+    if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
+  }
+  return {
+    duration: num('duration', values.duration, 1, 60),
+    rounds: Math.round(num('rounds', values.rounds, 1, 20)),
+    connections: Math.round(num('connections', values.connections, 1, 1024)),
+    warmup: num('warmup', values.warmup, 0, 30),
+    rules: Math.round(num('rules', values.rules, 10, 100_000)),
+    targets,
+    json: values.json ?? null,
+    cpuProf: values['cpu-prof'],
+    keep: values.keep,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Targets
+
+/** One GET of the benched request; resolves with status and body. */
+function probe(baseUrl: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${baseUrl}${BENCH_PATH}`,
+      { headers: { host: BENCH_HOST }, agent: false, timeout: 5_000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('probe timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function startGatehouse(
+  id: TargetId,
+  label: string,
+  workDir: string,
+  upstreamUrl: string,
+  rules: number,
+  cpuProfDir: string | null,
+): Promise<{ target: Target; benchRouteId: string }> {
+  const dir = join(workDir, id);
+  mkdirSync(dir);
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const config =
+    rules === 1
+      ? writeSingleRouteConfig(dir, port, adminPort, upstreamUrl)
+      : writeManyRulesConfig(dir, port, adminPort, upstreamUrl, rules);
+  const logFile = join(workDir, `${id}.log`);
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, id)] : [];
+  const started = performance.now();
+  const child = start(
+    label,
+    process.execPath,
+    [...nodeArgs, cliPath, 'gateway', '--config', dir, '--no-watch'],
+    { cwd: repoRoot, logFile },
+  );
+  // The gateway validates the generated config and exits non-zero with the errors if it is invalid.
+  await waitForLogLine(child, logFile, /"msg":"gateway ready"/, 90_000);
+  const startupMs = performance.now() - started;
+  return {
+    target: { id, label, baseUrl: `http://127.0.0.1:${port}`, child, startupMs, logFile },
+    benchRouteId: config.benchRouteId,
+  };
+}
+
+async function startBare(upstreamUrl: string): Promise<Target> {
+  const started = performance.now();
+  const child = start(
+    'bare node:http + undici',
+    process.execPath,
+    [join(benchDir, 'bare-proxy.ts'), '--upstream', upstreamUrl, '--connections', '256', '--exit-with-stdin'],
+    { stdinPipe: true },
+  );
+  const port = await waitForReadyPort(child);
+  return {
+    id: 'bare',
+    label: child.name,
+    baseUrl: `http://127.0.0.1:${port}`,
+    child,
+    startupMs: performance.now() - started,
+    logFile: null,
+  };
+}
+
+async function startNginx(workDir: string, upstreamPort: number): Promise<Target> {
+  const prefix = join(workDir, 'nginx');
+  mkdirSync(prefix);
+  const port = await freePort();
+  const conf = writeNginxConfig(prefix, port, upstreamPort);
+  const errorLog = join(prefix, 'error.log');
+  const started = performance.now();
+  const child = start('nginx', NGINX, ['-p', prefix, '-c', conf, '-e', errorLog, '-g', 'daemon off;']);
+  const baseUrl = `http://127.0.0.1:${port}`;
+  await waitUntil(
+    child,
+    () =>
+      probe(baseUrl).then(
+        (r) => (r.status === 200 ? true : null),
+        () => null,
+      ),
+    10_000,
+    'its port to answer',
+    errorLog,
+  );
+  return { id: 'nginx', label: 'nginx', baseUrl, child, startupMs: performance.now() - started, logFile: null };
+}
+
+function nginxVersion(): string {
+  try {
+    return execFileSync(NGINX, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || '';
+  } catch (err) {
+    return String((err as { stderr?: string }).stderr ?? '')
+      .trim()
+      .replace(/^nginx version: /, '');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Load
+
+let current: autocannon.Instance | null = null;
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function drive(target: Target, seconds: number, connections: number): Promise<RunResult> {
+  let latencies = new Float64Array(1 << 18);
+  let n = 0;
+  const cpuBefore = cpuMs(target.child.proc.pid);
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: `${target.baseUrl}${BENCH_PATH}`,
+        headers: { host: BENCH_HOST },
+        connections,
+        pipelining: 1,
+        duration: seconds,
+        timeout: 10,
+        expectBody: UPSTREAM_BODY,
+      },
+      (err, result) => {
+        current = null;
+        if (err) {
+          reject(err);
+          return;
+        }
+        const cpuAfter = cpuMs(target.child.proc.pid);
+        const sorted = latencies.subarray(0, n).sort();
+        const otherStatus = Object.keys(result.statusCodeStats ?? {}).filter((code) => code !== '200');
+        const requests = result.requests.total;
+        resolve({
+          rps: requests / result.duration,
+          requests,
+          p50: percentile(sorted, 50),
+          p99: percentile(sorted, 99),
+          errors: result.errors,
+          timeouts: result.timeouts,
+          non2xx: result.non2xx,
+          mismatches: result.mismatches,
+          otherStatus,
+          cpuUsPerReq:
+            cpuBefore === null || cpuAfter === null || requests === 0
+              ? null
+              : ((cpuAfter - cpuBefore) * 1000) / requests,
+        });
+      },
+    );
+    current = instance;
+    instance.on('response', (_client, _status, _bytes, responseTime) => {
+      if (n === latencies.length) {
+        const bigger = new Float64Array(latencies.length * 2);
+        bigger.set(latencies);
+        latencies = bigger;
+      }
+      latencies[n++] = responseTime;
+    });
+  });
+}
+
+function invalidReasons(r: RunResult): string[] {
+  const reasons: string[] = [];
+  if (r.errors) reasons.push(`${r.errors} connection errors (${r.timeouts} timeouts)`);
+  if (r.non2xx) reasons.push(`${r.non2xx} non-2xx responses`);
+  if (r.otherStatus.length) reasons.push(`status codes other than 200: ${r.otherStatus.join(', ')}`);
+  if (r.mismatches) reasons.push(`${r.mismatches} responses whose body is not the upstream's`);
+  if (r.requests === 0) reasons.push('no request completed');
+  return reasons;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Report
+
+function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+const fmt = {
+  int: (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a'),
+  ms: (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a'),
+  ratio: (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a'),
+  one: (x: number | null) => (x !== null && Number.isFinite(x) ? x.toFixed(1) : 'n/a'),
+};
+
+interface Summary {
+  target: Target;
+  runs: RunResult[];
+  rps: number;
+  rpsMin: number;
+  rpsMax: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  cpuUsPerReq: number;
+  rssMiB: number | null;
+}
+
+function summarise(target: Target, runs: RunResult[]): Summary {
+  return {
+    target,
+    runs,
+    rps: median(runs.map((r) => r.rps)),
+    rpsMin: Math.min(...runs.map((r) => r.rps)),
+    rpsMax: Math.max(...runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((s, r) => s + r.errors, 0),
+    non2xx: runs.reduce((s, r) => s + r.non2xx + r.mismatches, 0),
+    cpuUsPerReq: median(runs.map((r) => r.cpuUsPerReq ?? Number.NaN)),
+    rssMiB: rssMiB(target.child.proc.pid),
+  };
+}
+
+interface Ratio {
+  name: string;
+  goal: number | null;
+  value: number;
+  perRound: number[];
+  cpu: number;
+}
+
+function ratio(
+  name: string,
+  goal: number | null,
+  a: Summary | undefined,
+  b: Summary | undefined,
+): Ratio | null {
+  if (!a || !b) return null;
+  const rounds = Math.min(a.runs.length, b.runs.length);
+  const perRound: number[] = [];
+  for (let i = 0; i < rounds; i++) perRound.push(a.runs[i]!.rps / b.runs[i]!.rps);
+  // CPU time per request, inverted so that > 1 means "a" is cheaper, like the throughput ratio.
+  return { name, goal, value: a.rps / b.rps, perRound, cpu: b.cpuUsPerReq / a.cpuUsPerReq };
+}
+
+function renderTable(summaries: Summary[], ratios: Ratio[]): string {
+  const lines: string[] = [];
+  lines.push(
+    '| target | req/s (median) | req/s min–max | p50 ms | p99 ms | target CPU µs/req | errors | non-200 | RSS MiB | ready in ms |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const s of summaries) {
+    lines.push(
+      `| ${s.target.label} | ${fmt.int(s.rps)} | ${fmt.int(s.rpsMin)}–${fmt.int(s.rpsMax)} | ${fmt.ms(s.p50)} | ` +
+        `${fmt.ms(s.p99)} | ${fmt.one(s.cpuUsPerReq)} | ${s.errors} | ${s.non2xx} | ${fmt.one(s.rssMiB)} | ` +
+        `${fmt.int(s.target.startupMs)} |`,
+    );
+  }
+  lines.push(
+    '',
+    '| ratio (req/s) | goal | median ratio | per round | CPU/req ratio | met? |',
+    '|---|---:|---:|---|---:|---|',
+  );
+  for (const r of ratios) {
+    const met = r.goal === null ? '—' : r.value >= r.goal ? 'yes' : 'NO';
+    lines.push(
+      `| ${r.name} | ${r.goal === null ? '—' : `≥ ${r.goal}`} | ${fmt.ratio(r.value)} | ` +
+        `${r.perRound.map(fmt.ratio).join(', ')} | ${fmt.ratio(r.cpu)} | ${met} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Main
+
+let cleaningUp: Promise<void> | null = null;
+let workDirToRemove: string | null = null;
+
+function cleanup(): Promise<void> {
+  cleaningUp ??= (async () => {
+    current?.stop();
+    await stopAll(5_000);
+    if (workDirToRemove) rmSync(workDirToRemove, { recursive: true, force: true });
+  })();
+  return cleaningUp;
+}
+
+function installSignalHandlers(): void {
+  process.on('exit', killAllNow);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\nbench: ${signal}, stopping the targets…\n`);
+      cleanup().finally(() => process.exit(130));
+    });
+  }
+  const crash = (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? err}\n`);
+    cleanup().finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
+}
+
+function log(message: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const opts = parseOptions(argv);
+  const command = ['node bench/run.ts', ...argv].join(' ');
+  const targets = opts.targets;
+  const plannedSeconds =
+    targets.length * (opts.warmup + opts.rounds * opts.duration) +
+    (targets.length * (opts.rounds + 1) * PAUSE_MS) / 1000;
+  if (plannedSeconds > MAX_PLANNED_SECONDS) {
+    process.stderr.write(
+      `bench: the load would take ${Math.round(plannedSeconds)} s, above the ${MAX_PLANNED_SECONDS} s bound; ` +
+        'lower --duration, --rounds or --warmup, or pick fewer --targets\n',
+    );
+    return 2;
+  }
+  installSignalHandlers();
+  // Hard bound on the whole run: startup of the 10 000-rule gateway included.
+  const watchdog = setTimeout(
+    () => {
+      process.stderr.write('bench: took too long, aborting\n');
+      cleanup().finally(() => process.exit(1));
+    },
+    (plannedSeconds + 120) * 1000,
+  );
+  watchdog.unref();
+
+  const workDir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
+  const cpuProfDir = opts.cpuProf ? join(workDir, 'cpuprofiles') : null;
+  if (!opts.keep && !opts.cpuProf) workDirToRemove = workDir;
+  log(`work dir ${workDir}`);
+
+  // The upstream, in its own process so that it does not share the load generator's event loop.
+  const upstream = start('upstream', process.execPath, [join(benchDir, 'upstream.ts'), '--exit-with-stdin'], {
+    stdinPipe: true,
+  });
+  const upstreamPort = await waitForReadyPort(upstream);
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
+  log(`upstream on ${upstreamUrl}`);
+
+  const started: Target[] = [];
+  const routeIds = new Map<TargetId, string>();
+  for (const id of targets) {
+    let target: Target;
+    if (id === 'bare') target = await startBare(upstreamUrl);
+    else if (id === 'nginx') target = await startNginx(workDir, upstreamPort);
+    else {
+      const rules = id === 'gatehouse' ? 1 : id === 'gatehouse-10' ? 10 : opts.rules;
+      const label =
+        id === 'gatehouse' ? 'Gatehouse, 1 noAuth route' : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
+      const g = await startGatehouse(id, label, workDir, upstreamUrl, rules, cpuProfDir);
+      target = g.target;
+      routeIds.set(id, g.benchRouteId);
+    }
+    log(`${target.label} ready on ${target.baseUrl} in ${Math.round(target.startupMs)} ms`);
+    started.push(target);
+  }
+
+  // Every target must answer the benched request with the upstream's body before it is measured, and
+  // Gatehouse must have routed it to the intended rule (not to some other rule that happens to match).
+  for (const t of started) {
+    const r = await probe(t.baseUrl);
+    if (r.status !== 200 || r.body !== UPSTREAM_BODY) {
+      throw new Error(`${t.label}: probe answered ${r.status} ${r.body.slice(0, 300)}`);
+    }
+    const routeId = routeIds.get(t.id);
+    if (routeId && t.logFile) {
+      await waitForLogLine(t.child, t.logFile, new RegExp(`"route":"${routeId}"`), 5_000);
+    }
+  }
+  log('every target answers the benched request with the upstream body');
+
+  const invalid: string[] = [];
+  if (opts.warmup > 0) {
+    for (const t of started) {
+      log(`warm-up ${t.label} (${opts.warmup}s)`);
+      const r = await drive(t, opts.warmup, opts.connections);
+      for (const reason of invalidReasons(r)) invalid.push(`${t.label}, warm-up: ${reason}`);
+      await new Promise((res) => setTimeout(res, PAUSE_MS));
+    }
+  }
+
+  const runs = new Map<TargetId, RunResult[]>(started.map((t) => [t.id, []]));
+  for (let round = 0; round < opts.rounds; round++) {
+    // Rotate the order each round so that no target always runs first or right after the same one.
+    const order = started.map((_, i) => started[(i + round) % started.length]!);
+    for (const t of order) {
+      const r = await drive(t, opts.duration, opts.connections);
+      runs.get(t.id)!.push(r);
+      const reasons = invalidReasons(r);
+      for (const reason of reasons) invalid.push(`${t.label}, round ${round + 1}: ${reason}`);
+      log(
+        `round ${round + 1}/${opts.rounds} ${t.label}: ${fmt.int(r.rps)} req/s, p50 ${fmt.ms(r.p50)} ms, ` +
+          `p99 ${fmt.ms(r.p99)} ms, ${fmt.one(r.cpuUsPerReq)} µs CPU/req${reasons.length ? ' INVALID' : ''}`,
+      );
+      await new Promise((res) => setTimeout(res, PAUSE_MS));
+    }
+  }
+
+  const summaries = started.map((t) => summarise(t, runs.get(t.id)!));
+  const by = (id: TargetId) => summaries.find((s) => s.target.id === id);
+  const ratios = [
+    ratio('Gatehouse 1 noAuth route / bare proxy', 0.9, by('gatehouse'), by('bare')),
+    ratio(`Gatehouse ${opts.rules.toLocaleString('en-US')} rules / 10 rules`, 0.95, by('gatehouse-many'), by('gatehouse-10')),
+    ratio('Gatehouse 1 noAuth route / nginx', null, by('gatehouse'), by('nginx')),
+    ratio('bare proxy / nginx', null, by('bare'), by('nginx')),
+  ].filter((r): r is Ratio => r !== null);
+
+  // Gatehouse logs one line per request; a quick check that the access log really was written.
+  const accessLines = started
+    .filter((t) => t.logFile)
+    .map((t) => `${t.label}: ${fmt.one(statSync(t.logFile!).size / 1048576)} MiB of access log`);
+
+  const out: string[] = [];
+  out.push(
+    '',
+    `command: ${command}`,
+    `date: ${new Date().toISOString()}`,
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${nginxVersion()}, autocannon 9`,
+    `load: GET ${BENCH_PATH} (Host: ${BENCH_HOST}), ${opts.connections} connections, pipelining 1, ` +
+      `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; ` +
+      `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes`,
+    '',
+    renderTable(summaries, ratios),
+    '',
+    `access logs: ${accessLines.join('; ') || 'n/a'}`,
+  );
+  if (opts.cpuProf) {
+    out.push(
+      '',
+      `CPU profiles (written when the gateways exit) in ${cpuProfDir}; numbers above are slowed by profiling.`,
+    );
+  }
+  if (invalid.length) {
+    out.push('', 'RUN INVALID: every response must be a 200 with the upstream body and no errors:');
+    for (const line of invalid) out.push(`  - ${line}`);
+  } else {
+    out.push('', 'valid: every response was a 200 with the upstream body, no connection errors');
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+
+  if (opts.json) {
+    writeFileSync(
+      opts.json,
+      JSON.stringify(
+        {
+          command,
+          date: new Date().toISOString(),
+          options: opts,
+          valid: invalid.length === 0,
+          invalid,
+          targets: summaries.map((s) => ({ ...s, target: { id: s.target.id, label: s.target.label } })),
+          ratios,
+        },
+        null,
+        2,
+      ),
+    );
+  }
+
+  await cleanup();
+  if (cpuProfDir) {
+    const files = readdirSync(cpuProfDir, { recursive: true, encoding: 'utf8' }).filter((f) =>
+      f.endsWith('.cpuprofile'),
+    );
+    for (const f of files) process.stdout.write(`profile: ${join(cpuProfDir, f)}\n`);
+    process.stdout.write(`summarise with: node bench/cpuprofile-summary.ts <file>\n`);
+  } else if (opts.keep) {
+    process.stdout.write(`kept ${workDir}\n`);
+  }
+  clearTimeout(watchdog);
+  return invalid.length ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+    cleanup().finally(() => process.exit(1));
+  },
+);
