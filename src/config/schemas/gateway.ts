@@ -26,7 +26,7 @@ const ClientAuth = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'Whether and how client certificates are verified (mTLS).' },
 );
 
 const Tls = Type.Object(
@@ -36,13 +36,13 @@ const Tls = Type.Object(
       description:
         'Server certificates. The one whose SAN matches the client’s SNI is used; the first is the default.',
     }),
-    clientAuth: Type.Optional({ ...ClientAuth, description: 'Whether and how client certificates are verified (mTLS).' }),
+    clientAuth: Type.Optional(ClientAuth),
     minVersion: Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], {
       default: 'TLSv1.2',
       description: 'Lowest TLS version accepted.',
     }),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, description: 'TLS settings; required when protocol is https.' },
 );
 
 const Listener = Type.Object(
@@ -57,7 +57,7 @@ const Listener = Type.Object(
       default: 'http',
       description: 'http: HTTP/1.1 in clear text. https: HTTP/1.1 over TLS (tls is required).',
     }),
-    tls: Type.Optional({ ...Tls, description: 'TLS settings; required when protocol is https.' }),
+    tls: Type.Optional(Tls),
   },
   { additionalProperties: false },
 );
