@@ -50,7 +50,8 @@ function main(): void {
     for (let i = 0; i < raw.length; i += 2) {
       if (!hopByHop.has(raw[i]!.toLowerCase())) headers.push(raw[i]!, raw[i + 1]!);
     }
-    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     const abort = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) abort.abort();

@@ -129,7 +129,10 @@ export function waitForReadyPort(child: Child, ms = 10_000): Promise<number> {
 export function waitForLogLine(child: Child, logFile: string, pattern: RegExp, ms: number): Promise<string> {
   return waitUntil(
     child,
-    () => safeRead(logFile).split('\n').find((l) => pattern.test(l)) ?? null,
+    () =>
+      safeRead(logFile)
+        .split('\n')
+        .find((l) => pattern.test(l)) ?? null,
     ms,
     String(pattern),
     logFile,

@@ -4,7 +4,7 @@
 //
 //   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
 //                    [--rules 10000] [--json file] [--cpu-prof] [--keep]
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
@@ -65,6 +65,9 @@ interface RunResult {
   mismatches: number;
   otherStatus: string[];
   cpuUsPerReq: number | null;
+  /** CPU per request of the shared upstream and of this process (the load generator). */
+  upstreamCpuUsPerReq: number | null;
+  loadgenCpuUsPerReq: number;
 }
 
 interface Options {
@@ -104,7 +107,8 @@ function parseOptions(argv: string[]): Options {
   }
   const num = (name: string, text: string, min: number, max: number) => {
     const n = Number(text);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be between ${min} and ${max}`);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new Error(`--${name} must be between ${min} and ${max}`);
     return n;
   };
   const targets = values.targets.split(',').map((t) => t.trim()) as TargetId[];
@@ -182,12 +186,20 @@ async function startGatehouse(
   };
 }
 
-async function startBare(upstreamUrl: string): Promise<Target> {
+async function startBare(upstreamUrl: string, cpuProfDir: string | null): Promise<Target> {
   const started = performance.now();
   const child = start(
     'bare node:http + undici',
     process.execPath,
-    [join(benchDir, 'bare-proxy.ts'), '--upstream', upstreamUrl, '--connections', '256', '--exit-with-stdin'],
+    [
+      ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'bare')] : []),
+      join(benchDir, 'bare-proxy.ts'),
+      '--upstream',
+      upstreamUrl,
+      '--connections',
+      '256',
+      '--exit-with-stdin',
+    ],
     { stdinPipe: true },
   );
   const port = await waitForReadyPort(child);
@@ -221,17 +233,22 @@ async function startNginx(workDir: string, upstreamPort: number): Promise<Target
     'its port to answer',
     errorLog,
   );
-  return { id: 'nginx', label: 'nginx', baseUrl, child, startupMs: performance.now() - started, logFile: null };
+  return {
+    id: 'nginx',
+    label: 'nginx',
+    baseUrl,
+    child,
+    startupMs: performance.now() - started,
+    logFile: null,
+  };
 }
 
 function nginxVersion(): string {
-  try {
-    return execFileSync(NGINX, ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || '';
-  } catch (err) {
-    return String((err as { stderr?: string }).stderr ?? '')
-      .trim()
-      .replace(/^nginx version: /, '');
-  }
+  // nginx -v prints to stderr.
+  const r = spawnSync(NGINX, ['-v'], { encoding: 'utf8' });
+  return (
+    `${r.stderr ?? ''}${r.stdout ?? ''}`.trim().replace(/^nginx version: /, '') || 'nginx (version unknown)'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -245,10 +262,14 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[i]!;
 }
 
+let upstreamPid: number | undefined;
+
 function drive(target: Target, seconds: number, connections: number): Promise<RunResult> {
   let latencies = new Float64Array(1 << 18);
   let n = 0;
   const cpuBefore = cpuMs(target.child.proc.pid);
+  const upstreamBefore = cpuMs(upstreamPid);
+  const loadgenBefore = process.cpuUsage();
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -267,6 +288,8 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
           return;
         }
         const cpuAfter = cpuMs(target.child.proc.pid);
+        const upstreamAfter = cpuMs(upstreamPid);
+        const loadgen = process.cpuUsage(loadgenBefore);
         const sorted = latencies.subarray(0, n).sort();
         const otherStatus = Object.keys(result.statusCodeStats ?? {}).filter((code) => code !== '200');
         const requests = result.requests.total;
@@ -284,6 +307,11 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
             cpuBefore === null || cpuAfter === null || requests === 0
               ? null
               : ((cpuAfter - cpuBefore) * 1000) / requests,
+          upstreamCpuUsPerReq:
+            upstreamBefore === null || upstreamAfter === null || requests === 0
+              ? null
+              : ((upstreamAfter - upstreamBefore) * 1000) / requests,
+          loadgenCpuUsPerReq: (loadgen.user + loadgen.system) / Math.max(1, requests),
         });
       },
     );
@@ -337,6 +365,8 @@ interface Summary {
   errors: number;
   non2xx: number;
   cpuUsPerReq: number;
+  upstreamCpuUsPerReq: number;
+  loadgenCpuUsPerReq: number;
   rssMiB: number | null;
 }
 
@@ -352,6 +382,8 @@ function summarise(target: Target, runs: RunResult[]): Summary {
     errors: runs.reduce((s, r) => s + r.errors, 0),
     non2xx: runs.reduce((s, r) => s + r.non2xx + r.mismatches, 0),
     cpuUsPerReq: median(runs.map((r) => r.cpuUsPerReq ?? Number.NaN)),
+    upstreamCpuUsPerReq: median(runs.map((r) => r.upstreamCpuUsPerReq ?? Number.NaN)),
+    loadgenCpuUsPerReq: median(runs.map((r) => r.loadgenCpuUsPerReq)),
     rssMiB: rssMiB(target.child.proc.pid),
   };
 }
@@ -359,8 +391,12 @@ function summarise(target: Target, runs: RunResult[]): Summary {
 interface Ratio {
   name: string;
   goal: number | null;
-  value: number;
+  /** Median req/s of a over median req/s of b. */
+  ofMedians: number;
+  /** Median of the per-round ratios: a and b run back to back in a round, so drift cancels out. */
+  paired: number;
   perRound: number[];
+  /** Median CPU per request of b over a's: > 1 means a is cheaper, like the throughput ratio. */
   cpu: number;
 }
 
@@ -374,33 +410,41 @@ function ratio(
   const rounds = Math.min(a.runs.length, b.runs.length);
   const perRound: number[] = [];
   for (let i = 0; i < rounds; i++) perRound.push(a.runs[i]!.rps / b.runs[i]!.rps);
-  // CPU time per request, inverted so that > 1 means "a" is cheaper, like the throughput ratio.
-  return { name, goal, value: a.rps / b.rps, perRound, cpu: b.cpuUsPerReq / a.cpuUsPerReq };
+  return {
+    name,
+    goal,
+    ofMedians: a.rps / b.rps,
+    paired: median(perRound),
+    perRound,
+    cpu: b.cpuUsPerReq / a.cpuUsPerReq,
+  };
 }
 
 function renderTable(summaries: Summary[], ratios: Ratio[]): string {
   const lines: string[] = [];
   lines.push(
-    '| target | req/s (median) | req/s min–max | p50 ms | p99 ms | target CPU µs/req | errors | non-200 | RSS MiB | ready in ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| target | req/s (median) | req/s min–max | p50 ms | p99 ms | errors | non-200 | ' +
+      'CPU µs/req: target | upstream | load gen | RSS MiB | ready in ms |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const s of summaries) {
     lines.push(
       `| ${s.target.label} | ${fmt.int(s.rps)} | ${fmt.int(s.rpsMin)}–${fmt.int(s.rpsMax)} | ${fmt.ms(s.p50)} | ` +
-        `${fmt.ms(s.p99)} | ${fmt.one(s.cpuUsPerReq)} | ${s.errors} | ${s.non2xx} | ${fmt.one(s.rssMiB)} | ` +
+        `${fmt.ms(s.p99)} | ${s.errors} | ${s.non2xx} | ${fmt.one(s.cpuUsPerReq)} | ` +
+        `${fmt.one(s.upstreamCpuUsPerReq)} | ${fmt.one(s.loadgenCpuUsPerReq)} | ${fmt.one(s.rssMiB)} | ` +
         `${fmt.int(s.target.startupMs)} |`,
     );
   }
   lines.push(
     '',
-    '| ratio (req/s) | goal | median ratio | per round | CPU/req ratio | met? |',
-    '|---|---:|---:|---|---:|---|',
+    '| ratio | goal | req/s, paired by round (median) | per round | req/s, of medians | CPU/req (inverse) | goal met? |',
+    '|---|---:|---:|---|---:|---:|---|',
   );
   for (const r of ratios) {
-    const met = r.goal === null ? '—' : r.value >= r.goal ? 'yes' : 'NO';
+    const met = r.goal === null ? '—' : r.paired >= r.goal ? 'yes' : 'NO';
     lines.push(
-      `| ${r.name} | ${r.goal === null ? '—' : `≥ ${r.goal}`} | ${fmt.ratio(r.value)} | ` +
-        `${r.perRound.map(fmt.ratio).join(', ')} | ${fmt.ratio(r.cpu)} | ${met} |`,
+      `| ${r.name} | ${r.goal === null ? '—' : `≥ ${r.goal}`} | ${fmt.ratio(r.paired)} | ` +
+        `${r.perRound.map(fmt.ratio).join(', ')} | ${fmt.ratio(r.ofMedians)} | ${fmt.ratio(r.cpu)} | ${met} |`,
     );
   }
   return lines.join('\n');
@@ -477,6 +521,7 @@ async function main(): Promise<number> {
     stdinPipe: true,
   });
   const upstreamPort = await waitForReadyPort(upstream);
+  upstreamPid = upstream.proc.pid;
   const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
   log(`upstream on ${upstreamUrl}`);
 
@@ -484,12 +529,14 @@ async function main(): Promise<number> {
   const routeIds = new Map<TargetId, string>();
   for (const id of targets) {
     let target: Target;
-    if (id === 'bare') target = await startBare(upstreamUrl);
+    if (id === 'bare') target = await startBare(upstreamUrl, cpuProfDir);
     else if (id === 'nginx') target = await startNginx(workDir, upstreamPort);
     else {
       const rules = id === 'gatehouse' ? 1 : id === 'gatehouse-10' ? 10 : opts.rules;
       const label =
-        id === 'gatehouse' ? 'Gatehouse, 1 noAuth route' : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
+        id === 'gatehouse'
+          ? 'Gatehouse, 1 noAuth route'
+          : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
       const g = await startGatehouse(id, label, workDir, upstreamUrl, rules, cpuProfDir);
       target = g.target;
       routeIds.set(id, g.benchRouteId);
@@ -533,7 +580,9 @@ async function main(): Promise<number> {
       for (const reason of reasons) invalid.push(`${t.label}, round ${round + 1}: ${reason}`);
       log(
         `round ${round + 1}/${opts.rounds} ${t.label}: ${fmt.int(r.rps)} req/s, p50 ${fmt.ms(r.p50)} ms, ` +
-          `p99 ${fmt.ms(r.p99)} ms, ${fmt.one(r.cpuUsPerReq)} µs CPU/req${reasons.length ? ' INVALID' : ''}`,
+          `p99 ${fmt.ms(r.p99)} ms, CPU µs/req ${fmt.one(r.cpuUsPerReq)} (upstream ` +
+          `${fmt.one(r.upstreamCpuUsPerReq)}, load gen ${fmt.one(r.loadgenCpuUsPerReq)})` +
+          `${reasons.length ? ' INVALID' : ''}`,
       );
       await new Promise((res) => setTimeout(res, PAUSE_MS));
     }
@@ -543,7 +592,12 @@ async function main(): Promise<number> {
   const by = (id: TargetId) => summaries.find((s) => s.target.id === id);
   const ratios = [
     ratio('Gatehouse 1 noAuth route / bare proxy', 0.9, by('gatehouse'), by('bare')),
-    ratio(`Gatehouse ${opts.rules.toLocaleString('en-US')} rules / 10 rules`, 0.95, by('gatehouse-many'), by('gatehouse-10')),
+    ratio(
+      `Gatehouse ${opts.rules.toLocaleString('en-US')} rules / 10 rules`,
+      0.95,
+      by('gatehouse-many'),
+      by('gatehouse-10'),
+    ),
     ratio('Gatehouse 1 noAuth route / nginx', null, by('gatehouse'), by('nginx')),
     ratio('bare proxy / nginx', null, by('bare'), by('nginx')),
   ].filter((r): r is Ratio => r !== null);

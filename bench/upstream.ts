@@ -18,7 +18,10 @@ export const UPSTREAM_BODY = JSON.stringify({
 
 function main(): void {
   const { values } = parseArgs({
-    options: { port: { type: 'string', default: '0' }, 'exit-with-stdin': { type: 'boolean', default: false } },
+    options: {
+      port: { type: 'string', default: '0' },
+      'exit-with-stdin': { type: 'boolean', default: false },
+    },
   });
   const body = Buffer.from(UPSTREAM_BODY);
   const headers = {

@@ -35,8 +35,13 @@ interface Fixture {
 
 /** Certificates, an echo upstream and a gateway with one https listener; all cleaned up after `t`. */
 async function setup(t: TestContext, mode: ClientAuthMode): Promise<Fixture> {
+  // Undone last-in first-out: the gateway stops before its upstream and its files go.
+  const cleanups: Array<() => unknown> = [];
+  t.after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  });
   const dir = tmpDir('gatehouse-tls-');
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   // Certificates live in a subdirectory; the config names them relative to itself.
   const certs = join(dir, 'certs');
   mkdirSync(certs);
@@ -50,7 +55,7 @@ async function setup(t: TestContext, mode: ClientAuthMode): Promise<Fixture> {
   const expiredClientCert = ca.issue({ cn: 'stale', client: true, notBefore: 'expired' });
 
   const upstream = await startEchoUpstream();
-  t.after(() => upstream.close());
+  cleanups.push(() => upstream.close());
   const port = await freePort();
   const rel = (p: string) => JSON.stringify(relative(dir, p));
   const clientAuth =
@@ -92,7 +97,7 @@ spec:
   );
   // --no-watch: only the SIGHUP of the rotation test reloads.
   const proc = await startGateway([config], ['--no-watch']);
-  t.after(() => proc.stop());
+  cleanups.push(() => proc.stop());
   return {
     dir,
     ca,

@@ -27,6 +27,8 @@ export async function startGatewayProcess(
   process.on('SIGHUP', () => runtime.reload('SIGHUP'));
   const stop = (signal: string) => {
     logger.info({ signal }, 'shutting down');
+    // A last bound, whatever hangs (a log write to a stdout nobody reads, a stuck socket).
+    setTimeout(() => process.exit(1), runtime.plan.limits.drainTimeoutMs + 5_000).unref();
     runtime.shutdown().then(
       () => {
         logger.flush();
