@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { runDev } from './dev.ts';
 import { runGateway } from './gateway.ts';
 import { runSchema } from './schema.ts';
@@ -47,9 +46,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-export { parseArgs };
-
-if (import.meta.main) {
+/** Runs the CLI as a process: exit code from the command; -1 means a server keeps running. */
+export function run(): void {
   main(process.argv.slice(2)).then(
     (code) => {
       if (code !== -1) process.exitCode = code;
@@ -60,3 +58,5 @@ if (import.meta.main) {
     },
   );
 }
+
+if (import.meta.main) run();

@@ -126,15 +126,7 @@ function forward(
   } else if (req.headers['transfer-encoding'] !== undefined) {
     body = Readable.from(limitedBody(req, max, outcome), { objectMode: false });
   }
-  const headers = upstreamRequestHeaders(
-    req.rawHeaders,
-    ctx,
-    upstream.preserveHost ? rawHost : upstream.hostHeader,
-    rawHost,
-    {
-      keepUpgrade: false,
-    },
-  );
+  const headers = upstreamRequestHeaders(req.rawHeaders, ctx, rawHost);
   const abort = new AbortController();
   res.once('close', () => {
     if (!res.writableFinished) abort.abort();

@@ -119,10 +119,10 @@ function forwardedFor(address: string): string {
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
   ctx: RequestContext,
-  host: string,
   rawHost: string,
-  options: { keepUpgrade: boolean },
 ): string[] {
+  const upstream = ctx.rule.upstream;
+  const host = upstream.preserveHost ? rawHost : upstream.hostHeader;
   const nominated = connectionNominated(ctx.headers);
   const policySet = ctx.upstreamHeaders;
   const out: string[] = [];
@@ -130,8 +130,8 @@ export function upstreamRequestHeaders(
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (gatewaySet.has(lower)) continue;
-    if (hopByHop.has(lower) && !(options.keepUpgrade && (lower === 'upgrade' || lower === 'connection')))
-      continue;
+    // Upgrade and Connection are hop-by-hop too: for WebSockets undici sets its own.
+    if (hopByHop.has(lower)) continue;
     if (nominated?.has(lower) || policySet?.has(lower)) continue;
     // A malformed traceparent is dropped rather than forwarded (W3C Trace Context: restart the trace).
     if (lower === 'traceparent' && !traceparentPattern.test(rawHeaders[i + 1]!)) continue;

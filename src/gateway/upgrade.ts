@@ -63,15 +63,7 @@ function connect(
   refuse: (code: ProblemCode, detail?: string, requestId?: string) => void,
 ) {
   const upstream = ctx.rule.upstream;
-  const headers = upstreamRequestHeaders(
-    req.rawHeaders,
-    ctx,
-    upstream.preserveHost ? rawHost : upstream.hostHeader,
-    rawHost,
-    {
-      keepUpgrade: false,
-    },
-  );
+  const headers = upstreamRequestHeaders(req.rawHeaders, ctx, rawHost);
   const abort = new AbortController();
   const onEarlyClose = () => abort.abort();
   socket.once('close', onEarlyClose);

@@ -86,7 +86,11 @@ const Limits = Type.Object(
     requestTimeout: Duration('Time allowed to receive a whole request; slower gets 408.', '30s'),
     idleTimeout: Duration('A keep-alive connection with no request for this long is closed.', '60s'),
   },
-  { additionalProperties: false, default: {}, description: 'Bounds on what one client may send and for how long.' },
+  {
+    additionalProperties: false,
+    default: {},
+    description: 'Bounds on what one client may send and for how long.',
+  },
 );
 
 const Shutdown = Type.Object(
