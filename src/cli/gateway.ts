@@ -12,7 +12,7 @@ export async function startGatewayProcess(
   const logger = createLogger();
   let runtime: GatewayRuntime;
   try {
-    runtime = await GatewayRuntime.start({ configPaths, gatewayName, logger, watch });
+    runtime = await GatewayRuntime.start({ configPaths, gatewayName, logger, watch, env: process.env });
   } catch (err) {
     if (err instanceof ConfigInvalidError) {
       process.stderr.write(

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { ConfigInvalidError, formatConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
-import { compilePlan } from '../plan/compile.ts';
+import { type CompileOptions, compilePlan } from '../plan/compile.ts';
+import { ProviderRegistry } from '../identity/providers.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../telemetry/metrics.ts';
@@ -18,15 +19,20 @@ export interface GatewayOptions {
   configPaths: readonly string[];
   gatewayName?: string;
   logger: Logger;
+  /** Where secrets referenced as `{ env: NAME }` are read from. */
+  env?: Readonly<Record<string, string | undefined>>;
   /** Reload when a config file changes (debounced). */
   watch?: boolean;
 }
 
 /** Loads and compiles the config; throws ConfigInvalidError with every problem found. */
-export function buildPlan(paths: readonly string[], gatewayName?: string): { plan: Plan; files: string[] } {
+export function buildPlan(
+  paths: readonly string[],
+  options: Omit<CompileOptions, 'now'> = {},
+): { plan: Plan; files: string[] } {
   const loaded = loadConfig(paths);
   if (loaded.errors.length > 0) throw new ConfigInvalidError(loaded.errors);
-  const compiled = compilePlan(loaded.resources, { gatewayName });
+  const compiled = compilePlan(loaded.resources, options);
   if (!compiled.ok) throw new ConfigInvalidError(compiled.errors);
   return { plan: compiled.plan, files: loaded.files };
 }
@@ -39,6 +45,7 @@ export function buildPlan(paths: readonly string[], gatewayName?: string): { pla
 export class GatewayRuntime implements GatewayState {
   plan: Plan;
   readonly pools = new PoolRegistry();
+  readonly providers: ProviderRegistry;
   readonly metrics: GatewayMetrics = createGatewayMetrics();
   readonly logger: Logger;
   draining = false;
@@ -50,16 +57,30 @@ export class GatewayRuntime implements GatewayState {
   readonly #reloads = { applied: 0, rejected: 0, lastError: null as string | null };
   #active = 0;
 
-  private constructor(plan: Plan, options: GatewayOptions) {
+  private constructor(plan: Plan, options: GatewayOptions, providers: ProviderRegistry) {
     this.plan = plan;
+    this.providers = providers;
     this.#options = options;
     this.logger = options.logger;
     this.metrics.planInfo.labels(plan.version).set(1);
   }
 
   static async start(options: GatewayOptions): Promise<GatewayRuntime> {
-    const { plan } = buildPlan(options.configPaths, options.gatewayName);
-    const runtime = new GatewayRuntime(plan, options);
+    const logger = options.logger;
+    const providers = new ProviderRegistry({
+      now: Date.now,
+      start: true,
+      env: options.env ?? {},
+      log: (level, fields, message) => logger[level](fields, message),
+    });
+    let plan: Plan;
+    try {
+      plan = buildPlan(options.configPaths, { gatewayName: options.gatewayName, providers }).plan;
+    } catch (err) {
+      providers.closeAll();
+      throw err;
+    }
+    const runtime = new GatewayRuntime(plan, options, providers);
     await runtime.#listen();
     if (options.watch) runtime.#watch();
     return runtime;
@@ -94,13 +115,20 @@ export class GatewayRuntime implements GatewayState {
     if (admin) {
       this.#admin = createAdminServer(() => ({
         plan: this.plan,
-        ready: !this.draining,
+        ready: this.ready(),
         metrics: this.metrics,
         reloads: this.#reloads,
       }));
       await listen(this.#admin, admin.port, admin.address);
       this.logger.info({ address: `http://${admin.address}:${admin.port}` }, 'admin listening');
     }
+  }
+
+  /** Ready to serve: not draining and every identity provider of the plan has its keys. */
+  ready(): boolean {
+    if (this.draining) return false;
+    for (const provider of this.plan.providers.values()) if (!provider.jwt.ready()) return false;
+    return true;
   }
 
   /** Bound ports, by listener name (and `admin`). */
@@ -115,14 +143,21 @@ export class GatewayRuntime implements GatewayState {
   reload(reason: string): boolean {
     let next: Plan;
     try {
-      next = buildPlan(this.#options.configPaths, this.#options.gatewayName).plan;
+      next = buildPlan(this.#options.configPaths, {
+        gatewayName: this.#options.gatewayName,
+        providers: this.providers,
+      }).plan;
     } catch (err) {
+      this.providers.retainOnly(this.plan.providers.values());
       const lines =
         err instanceof ConfigInvalidError ? err.errors.map(formatConfigError) : [(err as Error).message];
       return this.#rejectReload(reason, lines);
     }
     const incompatible = listenersIncompatible(this.plan, next);
-    if (incompatible) return this.#rejectReload(reason, [incompatible]);
+    if (incompatible) {
+      this.providers.retainOnly(this.plan.providers.values());
+      return this.#rejectReload(reason, [incompatible]);
+    }
     const previous = this.plan;
     this.plan = next;
     for (const { name, server } of this.#servers) {
@@ -135,6 +170,7 @@ export class GatewayRuntime implements GatewayState {
     this.#reloads.applied++;
     this.#reloads.lastError = null;
     void this.pools.retainOnly(next);
+    this.providers.retainOnly(next.providers.values());
     this.logger.info({ reason, from: previous.version, to: next.version }, 'config reloaded');
     return true;
   }
@@ -197,6 +233,7 @@ export class GatewayRuntime implements GatewayState {
     for (const { server } of this.#servers) server.closeAllConnections();
     await Promise.all(closed);
     await this.pools.closeAll();
+    this.providers.closeAll();
     if (this.#admin) {
       this.#admin.closeAllConnections();
       await new Promise<void>((done) => this.#admin!.close(() => done()));

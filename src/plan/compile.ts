@@ -5,8 +5,11 @@ import { type ConfigError, formatFieldPath } from '../config/errors.ts';
 import type { LoadedResource } from '../config/load.ts';
 import type { APIRule } from '../config/schemas/api-rule.ts';
 import type { GatewaySpec } from '../config/schemas/gateway.ts';
+import type { IdentityProviderSpec } from '../config/schemas/identity-provider.ts';
+import { ProviderRegistry } from '../identity/providers.ts';
+import type { ProviderRuntime } from '../identity/types.ts';
 import type { UpstreamSpec } from '../config/schemas/upstream.ts';
-import { policyFactories } from '../policies/registry.ts';
+import { factoriesOf, policyFactories } from '../policies/registry.ts';
 import { type CompiledPolicy, type PolicyDeps, stages } from '../policies/types.ts';
 import { RouteConflictError, Router } from './router.ts';
 import { compileListenerTls, type TlsProblem } from './tls.ts';
@@ -15,7 +18,17 @@ import type { CompiledListener, CompiledRule, CompiledUpstream, Plan } from './t
 
 export type CompileResult = { ok: true; plan: Plan } | { ok: false; errors: ConfigError[] };
 
-const defaultDeps: PolicyDeps = { now: Date.now };
+export interface CompileOptions {
+  /** Which Gateway's plan; may be omitted when the resources hold exactly one. */
+  gatewayName?: string;
+  /** Live identity providers; by default an offline registry that starts no background work. */
+  providers?: ProviderRegistry;
+  now?: () => number;
+}
+
+function offlineProviders(): ProviderRegistry {
+  return new ProviderRegistry({ now: Date.now, start: false, env: {}, log: () => {} });
+}
 
 /**
  * Compiles loaded resources into the immutable plan of one gateway. Pure apart from reading the
@@ -24,7 +37,7 @@ const defaultDeps: PolicyDeps = { now: Date.now };
  */
 export function compilePlan(
   resources: readonly LoadedResource[],
-  options: { gatewayName?: string; deps?: PolicyDeps } = {},
+  options: CompileOptions = {},
 ): CompileResult {
   const errors: ConfigError[] = [];
   const fail = (r: LoadedResource, path: Array<string | number>, message: string) =>
@@ -79,7 +92,23 @@ export function compilePlan(
   }
 
   const router = new Router<CompiledRule>();
-  const deps = options.deps ?? defaultDeps;
+  const providerRegistry = options.providers ?? offlineProviders();
+  const providerResources = new Map(
+    resources.filter((r) => r.kind === 'IdentityProvider').map((r) => [key(r), r]),
+  );
+  const usedProviders = new Map<string, ProviderRuntime>();
+  const depsFor = (namespace: string): PolicyDeps => ({
+    now: options.now ?? Date.now,
+    namespace,
+    provider(name) {
+      const id = `${namespace}/${name}`;
+      const resource = providerResources.get(id);
+      if (!resource) return undefined;
+      const runtime = providerRegistry.resolve(id, resource.spec as unknown as IdentityProviderSpec);
+      usedProviders.set(id, runtime);
+      return runtime;
+    },
+  });
   const gatewayNames = new Set(gateways.map((g) => g.metadata.name));
   for (const r of resources) {
     if (r.kind !== 'APIRule') continue;
@@ -116,8 +145,10 @@ export function compilePlan(
           );
       }
       if (!upstream) return;
-      const pipeline = compilePipeline(ruleSpec as unknown as Record<string, unknown>, deps, (p, m) =>
-        fail(r, [...path, ...p], m),
+      const pipeline = compilePipeline(
+        ruleSpec as unknown as Record<string, unknown>,
+        depsFor(r.metadata.namespace),
+        (p, m) => fail(r, [...path, ...p], m),
       );
       const compiled: CompiledRule = Object.freeze({
         id: `${key(r)}#${index}`,
@@ -145,6 +176,7 @@ export function compilePlan(
     listeners,
     router,
     upstreams,
+    providers: usedProviders,
     trustedProxies: trusted.test,
     limits: {
       maxHeaderBytes: spec.limits.maxHeaderBytes,
@@ -211,24 +243,35 @@ function compilePipeline(
   fail: (path: Array<string | number>, message: string) => void,
 ): CompiledRule['pipeline'] {
   const pipeline: Array<CompiledRule['pipeline'][number]> = [];
+  const compileOne = (
+    name: string,
+    config: unknown,
+    path: Array<string | number>,
+    policies: CompiledPolicy[],
+  ) => {
+    try {
+      policies.push(policyFactories[name]!.compile(config as never, deps));
+    } catch (err) {
+      fail(path, (err as Error).message);
+    }
+  };
   for (const stage of stages) {
-    const entries = rule[stage];
-    if (!Array.isArray(entries) || entries.length === 0) continue;
+    const value = rule[stage];
+    if (value === undefined) continue;
     const policies: CompiledPolicy[] = [];
-    entries.forEach((entry: Record<string, unknown>, index) => {
-      const [name, config] = Object.entries(entry)[0]!;
-      const factory = policyFactories[name];
-      if (!factory || factory.stage !== stage) {
-        fail([stage, index, name], `unknown ${stage} method`);
-        return;
+    if (stage === 'authenticate') {
+      (value as Array<Record<string, unknown>>).forEach((entry, index) => {
+        const [name, config] = Object.entries(entry)[0]!;
+        compileOne(name, config, [stage, index, name], policies);
+      });
+    } else {
+      // Registry order, not the order written: a stage's policies run in a fixed, documented order.
+      for (const [name] of factoriesOf(stage)) {
+        const config = (value as Record<string, unknown>)[name];
+        if (config !== undefined) compileOne(name, config, [stage, name], policies);
       }
-      try {
-        policies.push(factory.compile(config as never, deps));
-      } catch (err) {
-        fail([stage, index, name], (err as Error).message);
-      }
-    });
-    pipeline.push(Object.freeze({ stage, policies: Object.freeze(policies) }));
+    }
+    if (policies.length > 0) pipeline.push(Object.freeze({ stage, policies: Object.freeze(policies) }));
   }
   return Object.freeze(pipeline);
 }

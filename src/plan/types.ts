@@ -1,5 +1,6 @@
 import type { SecureContext, SecureContextOptions } from 'node:tls';
 import type { GatewaySpec, ListenerSpec } from '../config/schemas/gateway.ts';
+import type { ProviderRuntime } from '../identity/types.ts';
 import type { CompiledPolicy, Stage } from '../policies/types.ts';
 import type { Router } from './router.ts';
 
@@ -49,6 +50,8 @@ export interface Plan {
   readonly listeners: readonly CompiledListener[];
   readonly router: Router<CompiledRule>;
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
+  /** Identity providers the plan's policies use, by `namespace/name` (readiness waits for their keys). */
+  readonly providers: ReadonlyMap<string, ProviderRuntime>;
   readonly trustedProxies: (address: string) => boolean;
   readonly limits: {
     readonly maxHeaderBytes: number;

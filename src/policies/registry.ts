@@ -1,6 +1,6 @@
-import Type from 'typebox';
+import Type, { type TSchema } from 'typebox';
 import { noAuth } from './authn/no-auth/policy.ts';
-import type { PolicyFactory, Stage } from './types.ts';
+import { type PolicyFactory, type Stage, stages } from './types.ts';
 
 /** Every policy kind, by the key it is written under in a rule. Adding a policy means adding it here. */
 export const policyFactories: Readonly<Record<string, PolicyFactory<never>>> = {
@@ -12,17 +12,41 @@ export function factoriesOf(stage: Stage): Array<[string, PolicyFactory<never>]>
 }
 
 /**
- * Schema of one entry of a rule's `authenticate` list: an object with exactly one key, the method.
- * Built from the registry so a new method needs no change here.
+ * The rule fields of every stage, built from the registry so a new policy needs no change here:
+ * `authenticate` is a required ordered list of one-key entries; every other stage that has
+ * policies is an optional object keyed by policy name.
  */
-export function authenticateEntrySchema() {
-  const methods = Object.fromEntries(
-    factoriesOf('authenticate').map(([key, f]) => [key, Type.Optional(f.schema)]),
-  );
-  return Type.Object(methods, {
-    additionalProperties: false,
-    minProperties: 1,
-    maxProperties: 1,
-    description: 'One authentication method: an object with exactly one key, the method name.',
-  });
+export function stageFields(): Record<string, TSchema> {
+  const fields: Record<string, TSchema> = {};
+  for (const stage of stages) {
+    const factories = factoriesOf(stage);
+    if (factories.length === 0) continue;
+    const keyed = Object.fromEntries(factories.map(([key, f]) => [key, Type.Optional(f.schema)]));
+    if (stage === 'authenticate') {
+      const entry = Type.Object(keyed, {
+        additionalProperties: false,
+        minProperties: 1,
+        maxProperties: 1,
+        description: 'One authentication method: an object with exactly one key, the method name.',
+      });
+      fields[stage] = Type.Array(entry, {
+        minItems: 1,
+        description:
+          'Authentication methods tried in order; one that finds no credential of its kind steps aside, ' +
+          'an invalid credential fails at once. Required: public routes say `noAuth: {}`.',
+      });
+    } else {
+      fields[stage] = Type.Optional(
+        Type.Object(keyed, { additionalProperties: false, description: stageDescriptions[stage] }),
+      );
+    }
+  }
+  return fields;
 }
+
+const stageDescriptions: Record<Stage, string> = {
+  authenticate: '',
+  authorize: 'Conditions on the authenticated identity; every one given must hold. Deny rules win.',
+  limit: 'Limits on how much a caller may send.',
+  mutate: 'Changes to the request sent upstream, applied after authorization.',
+};

@@ -1,6 +1,7 @@
 import type { TSchema } from 'typebox';
 import type { ProblemCode } from '../errors.ts';
 import type { RequestContext } from '../gateway/context.ts';
+import type { ProviderRuntime } from '../identity/types.ts';
 
 /** The stages of the request pipeline, run in this order. */
 export const stages = ['authenticate', 'authorize', 'limit', 'mutate'] as const;
@@ -38,9 +39,20 @@ export interface CompiledPolicy {
 /** What a policy may use; passed in, never reached for (no globals, no process.env). */
 export interface PolicyDeps {
   readonly now: () => number;
+  /** Namespace of the APIRule (or Policy) being compiled: references resolve inside it. */
+  readonly namespace: string;
+  /** The live IdentityProvider of that name in the namespace; undefined when there is none. */
+  provider(name: string): ProviderRuntime | undefined;
 }
 
-/** One kind of policy: its config schema (part of the APIRule schema) and its compiler. */
+/**
+ * One kind of policy: its config schema (part of the APIRule schema) and its compiler.
+ * Where it is written in a rule follows from its stage: `authenticate` is an ordered list of
+ * one-key entries (`- jwt: {...}`); the other stages are objects keyed by policy name
+ * (`authorize: { requiredScopes: [...] }`, `mutate: { headers: {...} }`), run in registry order.
+ * `compile` throws TypeError for a config that is valid by schema but unusable (the message is
+ * reported at the policy's line).
+ */
 export interface PolicyFactory<C = unknown> {
   readonly name: string;
   readonly stage: Stage;

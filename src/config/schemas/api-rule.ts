@@ -1,5 +1,5 @@
 import Type, { type Static } from 'typebox';
-import { authenticateEntrySchema } from '../../policies/registry.ts';
+import { stageFields } from '../../policies/registry.ts';
 import { Duration } from '../duration.ts';
 import { resourceSchema } from './metadata.ts';
 
@@ -18,12 +18,7 @@ const Rule = Type.Object(
     methods: Type.Optional(
       Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'Methods matched; omitted = all.' }),
     ),
-    authenticate: Type.Array(authenticateEntrySchema(), {
-      minItems: 1,
-      description:
-        'Authentication methods tried in order; one that finds no credential of its kind steps aside. ' +
-        'Required: public routes say `noAuth: {}`.',
-    }),
+    ...stageFields(),
     upstream: Type.Optional(
       Type.String({ description: 'Upstream for this rule, overriding the APIRule’s.' }),
     ),

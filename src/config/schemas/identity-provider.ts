@@ -47,3 +47,5 @@ export const IdentityProvider = resourceSchema(
   'An OpenID / OAuth2 provider whose tokens the gateway will verify. Validated today; used once the jwt and introspection methods land.',
 );
 export type IdentityProvider = Static<typeof IdentityProvider>;
+
+export type IdentityProviderSpec = Static<typeof IdentityProviderSpec>;
