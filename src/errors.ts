@@ -9,7 +9,9 @@ export const problems = {
   duplicate_header: { status: 400, title: 'Header must not be repeated' },
   bad_framing: { status: 400, title: 'Ambiguous message framing' },
   unauthenticated: { status: 401, title: 'Authentication required' },
+  invalid_token: { status: 401, title: 'Credential not accepted' },
   forbidden: { status: 403, title: 'Access denied' },
+  insufficient_scope: { status: 403, title: 'Token lacks a required scope' },
   client_certificate_invalid: { status: 403, title: 'Client certificate not accepted' },
   route_not_found: { status: 404, title: 'No route matches the request' },
   request_timeout: { status: 408, title: 'Request not received in time' },
@@ -20,6 +22,7 @@ export const problems = {
   upstream_bad_response: { status: 502, title: 'Upstream sent an invalid response' },
   upstream_unavailable: { status: 503, title: 'Upstream not reachable' },
   shutting_down: { status: 503, title: 'Gateway is shutting down' },
+  identity_provider_unavailable: { status: 503, title: 'Credential could not be checked' },
   upstream_timeout: { status: 504, title: 'Upstream did not answer in time' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

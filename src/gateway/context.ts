@@ -4,11 +4,20 @@ import type { CompiledRule, Plan } from '../plan/types.ts';
 
 /** Who the caller is, as established by the authenticate stage. */
 export interface Identity {
-  /** The authentication method that established it (`noAuth`, `jwt`, …). */
+  /** The authentication method that established it (`noAuth`, `anonymous`, `jwt`, `introspection`, `apiKey`, `mtls`). */
   method: string;
   /** Subject (`sub`, consumer name, certificate id); null for public routes. */
   subject: string | null;
+  /** `namespace/name` of the IdentityProvider that vouched for it (jwt, introspection). */
+  provider?: string;
+  /** Verified token claims (jwt, introspection). */
   claims?: Readonly<Record<string, unknown>>;
+  /** Scopes granted, from `scp`, `scope` or `scopes` (string or array). */
+  scopes?: ReadonlySet<string>;
+  /** The Consumer resource (apiKey). */
+  consumer?: { readonly name: string; readonly groups: readonly string[]; readonly metadata: Readonly<Record<string, string>> };
+  /** The verified client certificate (mtls, or any request on an mTLS listener). */
+  certificate?: CertificateIdentity;
 }
 
 /**
