@@ -7,7 +7,6 @@
 // difference to Gatehouse is what Gatehouse does per request, not how it talks to the upstream.
 // Prints {"msg":"ready","port":N} on stdout once it listens on 127.0.0.1.
 import { createServer, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { pipeline } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 
@@ -72,7 +71,14 @@ function main(): void {
             if (!hopByHop.has(name)) out[name] = upstreamHeaders[name];
           }
           res.writeHead(response.statusCode, out);
-          pipeline(response.body, res, () => {});
+          // Readable.pipe rather than stream.pipeline: pipeline aborts an internal AbortController (and
+          // so builds a DOMException with a stack trace) on every completed response, ~10% of the CPU.
+          const body = response.body;
+          body.once('error', () => res.destroy());
+          res.once('close', () => {
+            if (!body.readableEnded) body.destroy();
+          });
+          body.pipe(res);
         },
         () => {
           if (res.headersSent || res.destroyed) {

@@ -175,6 +175,30 @@ function cpuMsOf(pid: number): number | null {
   return ((utime + stime) * 1000) / ticksPerSecond;
 }
 
+/**
+ * CPU milliseconds per thread name of one process (main thread, libuv pool, V8 GC helpers, …); the
+ * main thread is keyed "main" whatever its name.
+ */
+export function threadCpuMs(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  if (pid === undefined) return out;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const stat = safeRead(`/proc/${pid}/task/${tid}/stat`);
+    if (!stat) continue;
+    const name = Number(tid) === pid ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
+    out.set(name, (out.get(name) ?? 0) + ms);
+  }
+  return out;
+}
+
 /** Direct children of a process (nginx workers of the master). */
 function childPids(pid: number): number[] {
   const found: number[] = [];

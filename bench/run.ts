@@ -3,11 +3,11 @@
 // interleaved rounds. See bench/README.md.
 //
 //   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
-//                    [--rules 10000] [--json file] [--cpu-prof] [--keep]
+//                    [--rules 10000] [--json file] [--cpu-prof] [--keep] [--gatehouse-node-flags='...']
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import {
   killAllNow,
   rssMiB,
   start,
+  threadCpuMs,
   stopAll,
   waitForLogLine,
   waitForReadyPort,
@@ -38,12 +39,17 @@ const benchDir = fileURLToPath(new URL('./', import.meta.url));
 const cliPath = join(repoRoot, 'src/cli/main.ts');
 const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 
-/** Longest the load phase may be planned for; the whole run must stay under ~4 minutes. */
-const MAX_PLANNED_SECONDS = 210;
+/** Longest the load phase may be planned for; with startup and cleanup the run stays under 4 minutes. */
+const MAX_PLANNED_SECONDS = 200;
+/** Startup (the 10 000-rule gateway takes a few seconds) and cleanup on top of the planned load. */
+const OVERHEAD_SECONDS = 35;
 const PAUSE_MS = 300;
 
-type TargetId = 'gatehouse' | 'gatehouse-10' | 'gatehouse-many' | 'bare' | 'nginx';
-const ALL_TARGETS: TargetId[] = ['gatehouse', 'gatehouse-10', 'gatehouse-many', 'bare', 'nginx'];
+type TargetId = 'gatehouse' | 'gatehouse-10' | 'gatehouse-many' | 'bare' | 'nginx' | 'gatehouse-nolog';
+/** What a plain `npm run bench` measures. */
+const DEFAULT_TARGETS: TargetId[] = ['gatehouse', 'gatehouse-10', 'gatehouse-many', 'bare', 'nginx'];
+/** Also accepted by --targets: Gatehouse with its access log disabled, to see what the log costs. */
+const ALL_TARGETS: TargetId[] = [...DEFAULT_TARGETS, 'gatehouse-nolog'];
 
 interface Target {
   id: TargetId;
@@ -68,6 +74,8 @@ interface RunResult {
   /** CPU per request of the shared upstream and of this process (the load generator). */
   upstreamCpuUsPerReq: number | null;
   loadgenCpuUsPerReq: number;
+  /** Target CPU milliseconds by thread name over the run. */
+  threadsMs: Record<string, number>;
 }
 
 interface Options {
@@ -79,8 +87,13 @@ interface Options {
   targets: TargetId[];
   json: string | null;
   cpuProf: boolean;
+  /** Extra Node/V8 flags for the Gatehouse processes only (diagnostics, e.g. GC tuning). */
+  gatehouseNodeFlags: string[];
   keep: boolean;
 }
+
+/** A bad command line: reported without a stack trace. */
+class UsageError extends Error {}
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -91,9 +104,10 @@ function parseOptions(argv: string[]): Options {
       connections: { type: 'string', default: '32' },
       warmup: { type: 'string', default: '2' },
       rules: { type: 'string', default: '10000' },
-      targets: { type: 'string', default: ALL_TARGETS.join(',') },
+      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       json: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
+      'gatehouse-node-flags': { type: 'string', default: '' },
       keep: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -101,19 +115,22 @@ function parseOptions(argv: string[]): Options {
   if (values.help) {
     process.stdout.write(
       'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n]\n' +
-        `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n`,
+        `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n` +
+        "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n",
     );
     process.exit(0);
   }
   const num = (name: string, text: string, min: number, max: number) => {
     const n = Number(text);
     if (!Number.isFinite(n) || n < min || n > max)
-      throw new Error(`--${name} must be between ${min} and ${max}`);
+      throw new UsageError(`--${name} must be between ${min} and ${max}`);
     return n;
   };
   const targets = values.targets.split(',').map((t) => t.trim()) as TargetId[];
   for (const t of targets) {
-    if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
+    if (!ALL_TARGETS.includes(t)) {
+      throw new UsageError(`unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
+    }
   }
   return {
     duration: num('duration', values.duration, 1, 60),
@@ -124,6 +141,7 @@ function parseOptions(argv: string[]): Options {
     targets,
     json: values.json ?? null,
     cpuProf: values['cpu-prof'],
+    gatehouseNodeFlags: values['gatehouse-node-flags'].split(/\s+/).filter(Boolean),
     keep: values.keep,
   };
 }
@@ -160,16 +178,20 @@ async function startGatehouse(
   upstreamUrl: string,
   rules: number,
   cpuProfDir: string | null,
+  nodeFlags: string[],
 ): Promise<{ target: Target; benchRouteId: string }> {
   const dir = join(workDir, id);
   mkdirSync(dir);
   const [port, adminPort] = [await freePort(), await freePort()];
   const config =
     rules === 1
-      ? writeSingleRouteConfig(dir, port, adminPort, upstreamUrl)
+      ? writeSingleRouteConfig(dir, port, adminPort, upstreamUrl, id !== 'gatehouse-nolog')
       : writeManyRulesConfig(dir, port, adminPort, upstreamUrl, rules);
   const logFile = join(workDir, `${id}.log`);
-  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, id)] : [];
+  const nodeArgs = [
+    ...nodeFlags,
+    ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, id)] : []),
+  ];
   const started = performance.now();
   const child = start(
     label,
@@ -251,6 +273,17 @@ function nginxVersion(): string {
   );
 }
 
+/** The commit measured, with "+dirty" when the working tree has uncommitted changes. */
+function gitRevision(): string {
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
+  if (head.status !== 0) return 'unknown';
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+  });
+  return `${head.stdout.trim()}${dirty.stdout.trim() ? '+dirty' : ''}`;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Load
 
@@ -268,6 +301,7 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
   let latencies = new Float64Array(1 << 18);
   let n = 0;
   const cpuBefore = cpuMs(target.child.proc.pid);
+  const threadsBefore = threadCpuMs(target.child.proc.pid);
   const upstreamBefore = cpuMs(upstreamPid);
   const loadgenBefore = process.cpuUsage();
   return new Promise((resolve, reject) => {
@@ -288,6 +322,11 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
           return;
         }
         const cpuAfter = cpuMs(target.child.proc.pid);
+        const threadsMs: Record<string, number> = {};
+        for (const [name, ms] of threadCpuMs(target.child.proc.pid)) {
+          const used = ms - (threadsBefore.get(name) ?? 0);
+          if (used > 0) threadsMs[name] = used;
+        }
         const upstreamAfter = cpuMs(upstreamPid);
         const loadgen = process.cpuUsage(loadgenBefore);
         const sorted = latencies.subarray(0, n).sort();
@@ -312,6 +351,7 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
               ? null
               : ((upstreamAfter - upstreamBefore) * 1000) / requests,
           loadgenCpuUsPerReq: (loadgen.user + loadgen.system) / Math.max(1, requests),
+          threadsMs,
         });
       },
     );
@@ -368,10 +408,20 @@ interface Summary {
   upstreamCpuUsPerReq: number;
   loadgenCpuUsPerReq: number;
   rssMiB: number | null;
+  /** Target CPU µs per request by thread name, over all rounds. */
+  threadsUsPerReq: Record<string, number>;
 }
 
 function summarise(target: Target, runs: RunResult[]): Summary {
+  const requests = runs.reduce((s, r) => s + r.requests, 0);
+  const threadsUsPerReq: Record<string, number> = {};
+  for (const r of runs) {
+    for (const [name, ms] of Object.entries(r.threadsMs)) {
+      threadsUsPerReq[name] = (threadsUsPerReq[name] ?? 0) + (ms * 1000) / Math.max(1, requests);
+    }
+  }
   return {
+    threadsUsPerReq,
     target,
     runs,
     rps: median(runs.map((r) => r.rps)),
@@ -437,7 +487,7 @@ function renderTable(summaries: Summary[], ratios: Ratio[]): string {
   }
   lines.push(
     '',
-    '| ratio | goal | req/s, paired by round (median) | per round | req/s, of medians | CPU/req (inverse) | goal met? |',
+    '| ratio a / b | goal | req/s, paired by round (median) | per round | req/s, of medians | CPU/req, b ÷ a | goal met? |',
     '|---|---:|---:|---|---:|---:|---|',
   );
   for (const r of ratios) {
@@ -488,7 +538,8 @@ function log(message: string): void {
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   const opts = parseOptions(argv);
-  const command = ['node bench/run.ts', ...argv].join(' ');
+  const command = ['node bench/run.ts', ...argv.map((a) => (/[\s'"]/.test(a) ? `'${a}'` : a))].join(' ');
+  const loadAtStart = loadavg()[0]!;
   const targets = opts.targets;
   const plannedSeconds =
     targets.length * (opts.warmup + opts.rounds * opts.duration) +
@@ -507,7 +558,7 @@ async function main(): Promise<number> {
       process.stderr.write('bench: took too long, aborting\n');
       cleanup().finally(() => process.exit(1));
     },
-    (plannedSeconds + 120) * 1000,
+    (plannedSeconds + OVERHEAD_SECONDS) * 1000,
   );
   watchdog.unref();
 
@@ -532,14 +583,26 @@ async function main(): Promise<number> {
     if (id === 'bare') target = await startBare(upstreamUrl, cpuProfDir);
     else if (id === 'nginx') target = await startNginx(workDir, upstreamPort);
     else {
-      const rules = id === 'gatehouse' ? 1 : id === 'gatehouse-10' ? 10 : opts.rules;
+      const rules =
+        id === 'gatehouse' || id === 'gatehouse-nolog' ? 1 : id === 'gatehouse-10' ? 10 : opts.rules;
       const label =
         id === 'gatehouse'
           ? 'Gatehouse, 1 noAuth route'
-          : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
-      const g = await startGatehouse(id, label, workDir, upstreamUrl, rules, cpuProfDir);
+          : id === 'gatehouse-nolog'
+            ? 'Gatehouse, 1 route, access log off'
+            : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
+      const g = await startGatehouse(
+        id,
+        label,
+        workDir,
+        upstreamUrl,
+        rules,
+        cpuProfDir,
+        opts.gatehouseNodeFlags,
+      );
       target = g.target;
-      routeIds.set(id, g.benchRouteId);
+      // Without an access log there is no line to check the route on; its config is 'gatehouse''s.
+      if (id !== 'gatehouse-nolog') routeIds.set(id, g.benchRouteId);
     }
     log(`${target.label} ready on ${target.baseUrl} in ${Math.round(target.startupMs)} ms`);
     started.push(target);
@@ -600,6 +663,7 @@ async function main(): Promise<number> {
     ),
     ratio('Gatehouse 1 noAuth route / nginx', null, by('gatehouse'), by('nginx')),
     ratio('bare proxy / nginx', null, by('bare'), by('nginx')),
+    ratio('Gatehouse access log on / off', null, by('gatehouse'), by('gatehouse-nolog')),
   ].filter((r): r is Ratio => r !== null);
 
   // Gatehouse logs one line per request; a quick check that the access log really was written.
@@ -611,16 +675,34 @@ async function main(): Promise<number> {
   out.push(
     '',
     `command: ${command}`,
-    `date: ${new Date().toISOString()}`,
-    `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${nginxVersion()}, autocannon 9`,
+    `date: ${new Date().toISOString()}, git ${gitRevision()}`,
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${nginxVersion()}, ` +
+      `autocannon 9; 1-min load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`,
     `load: GET ${BENCH_PATH} (Host: ${BENCH_HOST}), ${opts.connections} connections, pipelining 1, ` +
       `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; ` +
       `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes`,
     '',
     renderTable(summaries, ratios),
     '',
+    'target CPU µs/req by thread (all rounds; /proc tick resolution):',
+    ...summaries
+      .filter((s) => Object.keys(s.threadsUsPerReq).length > 0)
+      .map(
+        (s) =>
+          `  ${s.target.label}: ${
+            Object.entries(s.threadsUsPerReq)
+              .sort((a, b) => b[1] - a[1])
+              .filter(([, us]) => us >= 0.5)
+              .map(([name, us]) => `${name} ${us.toFixed(1)}`)
+              .join(', ') || 'n/a'
+          }`,
+      ),
+    '',
     `access logs: ${accessLines.join('; ') || 'n/a'}`,
   );
+  if (opts.gatehouseNodeFlags.length) {
+    out.push('', `Gatehouse processes ran with extra node flags: ${opts.gatehouseNodeFlags.join(' ')}`);
+  }
   if (opts.cpuProf) {
     out.push(
       '',
@@ -673,6 +755,10 @@ main().then(
     process.exitCode = code;
   },
   (err) => {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`bench: ${(err as Error).message}\n`);
+      process.exit(2);
+    }
     process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
     cleanup().finally(() => process.exit(1));
   },

@@ -238,6 +238,7 @@ function constraintsOf(schema: Schema, path: string): string[] {
   if (
     schema.type === 'object' &&
     schema.additionalProperties === false &&
+    !isSchema(schema.patternProperties) &&
     (!isSchema(schema.properties) || Object.keys(schema.properties).length === 0)
   ) {
     out.push('empty: `{}`');

@@ -10,6 +10,7 @@ export const problems = {
   bad_framing: { status: 400, title: 'Ambiguous message framing' },
   unauthenticated: { status: 401, title: 'Authentication required' },
   invalid_token: { status: 401, title: 'Credential not accepted' },
+  invalid_api_key: { status: 401, title: 'API key not accepted' },
   forbidden: { status: 403, title: 'Access denied' },
   insufficient_scope: { status: 403, title: 'Token lacks a required scope' },
   client_certificate_invalid: { status: 403, title: 'Client certificate not accepted' },

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatConfigError } from '../src/config/errors.ts';
 import { loadConfig } from '../src/config/load.ts';
+import { kinds } from '../src/config/schemas/index.ts';
 import { compilePlan } from '../src/plan/compile.ts';
 import { runCli, tempConfigDir, writeConfig } from './helpers/process.ts';
 
@@ -99,7 +100,7 @@ kind: Nope
     'bad.yaml:10:13: spec.limits.requestTimeout: must be a duration such as 500ms, 30s, 2m or 1h',
     'bad.yaml:20:24: spec.rules[0].authenticate[0].magic: unknown field',
     'bad.yaml:21:7: spec.rules[1].authenticate: required field is missing',
-    'bad.yaml:24:1: kind: unknown kind "Nope"; known kinds: Gateway, Upstream, APIRule, IdentityProvider',
+    `bad.yaml:24:1: kind: unknown kind "Nope"; known kinds: ${kinds.join(', ')}`,
   ]);
 });
 
@@ -210,6 +211,6 @@ test('gatehouse schema prints a JSON Schema of every kind', async () => {
   const schema = JSON.parse(proc.stdout()) as { oneOf: Array<{ title: string }> };
   assert.deepEqual(
     schema.oneOf.map((s) => s.title),
-    ['Gateway', 'Upstream', 'APIRule', 'IdentityProvider'],
+    kinds,
   );
 });

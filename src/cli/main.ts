@@ -1,5 +1,7 @@
 import { runDev } from './dev.ts';
+import { runExplain } from './explain.ts';
 import { runGateway } from './gateway.ts';
+import { runHashKey } from './hash-key.ts';
 import { runSchema } from './schema.ts';
 import { runValidate } from './validate.ts';
 
@@ -9,7 +11,12 @@ Commands:
   gateway --config <file|dir>... [--gateway <name>] [--no-watch]
                          run a gateway in local mode from YAML files
   validate <file|dir>... check configuration; prints every problem with file:line:column
+  explain --config <path>... [-H 'Name: value']... [--json] <METHOD> <URL>
+                         what the gateway would do with a request, offline: route, each policy's
+                         verdict, outcome (exit 0 forwarded, 1 refused)
   schema [--kind <Kind>] print the JSON Schema of the resources (for editor completion)
+  hash-key [--generate]  print the sha256 of an API key read from stdin, for a Consumer;
+                         --generate: make a random key and print it once with its sha256
   dev [--config <path>] [--upstream-port <n>]
                          run the quickstart: a demo upstream and a gateway on examples/quickstart
   help                   this text
@@ -20,7 +27,9 @@ type Command = (args: string[]) => Promise<number>;
 const commands: Record<string, Command> = {
   gateway: runGateway,
   validate: runValidate,
+  explain: runExplain,
   schema: runSchema,
+  'hash-key': runHashKey,
   dev: runDev,
 };
 

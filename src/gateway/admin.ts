@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { GatewayMetrics } from '../telemetry/metrics.ts';
 import type { Plan } from '../plan/types.ts';
+import { serveExplain } from './admin-explain.ts';
+import { jwksPath, sendJwks } from './jwks-endpoint.ts';
 import { sendProblem } from './respond.ts';
 
 export interface AdminView {
@@ -24,6 +26,11 @@ function json(res: ServerResponse, status: number, body: unknown) {
 export function createAdminServer(view: () => AdminView): Server {
   return createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
+    // Explain runs the pipeline on a described request: nothing is forwarded, no state changes.
+    if (path === '/explain') {
+      serveExplain(req, res, view().plan);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendProblem(res, 'route_not_found', { detail: 'the admin API is read-only' });
       return;
@@ -45,6 +52,12 @@ export function createAdminServer(view: () => AdminView): Server {
           () => sendProblem(res, 'internal_error'),
         );
         return;
+      case jwksPath: {
+        const issuer = state.plan?.tokens;
+        if (issuer) sendJwks(res, issuer.jwks());
+        else sendProblem(res, 'route_not_found', { detail: 'this gateway mints no tokens' });
+        return;
+      }
       case '/plan': {
         const plan = state.plan;
         json(res, 200, {
@@ -53,6 +66,8 @@ export function createAdminServer(view: () => AdminView): Server {
           gateway: plan?.gatewayName ?? null,
           reloads: state.reloads,
           routes: plan?.router.routes() ?? [],
+          // Rule ids with the Policies that apply to each (docs/policies.md).
+          rules: (plan?.rules ?? []).map((r) => ({ id: r.id, template: r.template, policies: r.policies })),
         });
         return;
       }

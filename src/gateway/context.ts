@@ -15,7 +15,11 @@ export interface Identity {
   /** Scopes granted, from `scp`, `scope` or `scopes` (string or array). */
   scopes?: ReadonlySet<string>;
   /** The Consumer resource (apiKey). */
-  consumer?: { readonly name: string; readonly groups: readonly string[]; readonly metadata: Readonly<Record<string, string>> };
+  consumer?: {
+    readonly name: string;
+    readonly groups: readonly string[];
+    readonly metadata: Readonly<Record<string, string>>;
+  };
   /** The verified client certificate (mtls, or any request on an mTLS listener). */
   certificate?: CertificateIdentity;
 }
@@ -48,12 +52,22 @@ export interface RequestContext {
   /** Identity of a verified client certificate (https listeners with clientAuth). */
   readonly peerCertificate: CertificateIdentity | null;
   identity: Identity | null;
-  /** Headers to set on the upstream request; the client's copies are removed first. */
-  upstreamHeaders: Map<string, string> | null;
+  /** Headers to set on the upstream request (null: only remove); the client's copies are removed first. */
+  upstreamHeaders: Map<string, string | null> | null;
+  /** Query string sent upstream when a policy changed it (e.g. removed an API key); otherwise `query`. */
+  upstreamQuery?: string;
+  /** The internal JWT minted for this request by `mutate.token` (header templates read it as `{{ token }}`). */
+  internalToken?: string;
 }
 
 /** Records a header for the upstream request (strip-then-inject is applied by the forwarder). */
 export function setUpstreamHeader(ctx: RequestContext, name: string, value: string): void {
   ctx.upstreamHeaders ??= new Map();
   ctx.upstreamHeaders.set(name.toLowerCase(), value);
+}
+
+/** Keeps a client-sent header (e.g. a credential) from being forwarded upstream. */
+export function removeUpstreamHeader(ctx: RequestContext, name: string): void {
+  ctx.upstreamHeaders ??= new Map();
+  ctx.upstreamHeaders.set(name.toLowerCase(), null);
 }

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import type { ProblemCode } from '../errors.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { type AccessEntry, createAccessLog } from '../telemetry/access-log.ts';
 import { type GatewayMetrics, statusClass } from '../telemetry/metrics.ts';
 import type { RequestContext } from './context.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
@@ -45,16 +46,15 @@ async function* limitedBody(req: IncomingMessage, max: number, outcome: Outcome)
 }
 
 export function createRequestHandler(state: GatewayState, listener: RequestContext['listener']) {
+  const writeAccess = createAccessLog(state.logger);
   return function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const plan = state.plan;
     const outcome: Outcome = { route: '', upstreamMs: null, bytesIn: 0, bytesOut: 0, error: null };
-    state.metrics.inFlight.inc();
     const admission = admit(req, plan, listener);
     const requestId = admission.ok ? admission.ctx.id : admission.requestId;
     res.once('close', () => {
-      state.metrics.inFlight.dec();
-      record(state, req, res, outcome, admission.ok ? admission.ctx : null, requestId, started);
+      record(state, writeAccess, req, res, outcome, admission.ok ? admission.ctx : null, requestId, started);
     });
     if (state.draining) res.setHeader('connection', 'close');
     if (!admission.ok) {
@@ -128,8 +128,11 @@ function forward(
   }
   const headers = upstreamRequestHeaders(req.rawHeaders, ctx, rawHost);
   const abort = new AbortController();
+  let upstreamBody: Readable | null = null;
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
+    if (res.writableFinished) return;
+    abort.abort();
+    if (upstreamBody && !upstreamBody.readableEnded) upstreamBody.destroy();
   });
   const upstreamStarted = performance.now();
   state.pools
@@ -150,19 +153,21 @@ function forward(
         responseHeaders['x-request-id'] = ctx.id;
         if (state.draining) responseHeaders.connection = 'close';
         res.writeHead(response.statusCode, responseHeaders);
-        const upstreamBody = response.body;
-        upstreamBody.on('data', (chunk: Buffer) => {
-          outcome.bytesOut += chunk.length;
-        });
-        upstreamBody.once('error', (err) => {
+        const body = response.body;
+        upstreamBody = body;
+        const length = response.headers['content-length'];
+        const bodyless = ctx.method === 'HEAD' || response.statusCode === 204 || response.statusCode === 304;
+        if (length !== undefined || bodyless) outcome.bytesOut = bodyless ? 0 : Number(length);
+        else
+          body.on('data', (chunk: Buffer) => {
+            outcome.bytesOut += chunk.length;
+          });
+        body.once('error', (err) => {
           const { failure } = classifyUpstreamError(err);
           state.metrics.upstreamErrors.labels(upstream.id, failure).inc();
           res.destroy();
         });
-        res.once('close', () => {
-          if (!upstreamBody.readableEnded) upstreamBody.destroy();
-        });
-        upstreamBody.pipe(res);
+        body.pipe(res);
       },
       (err: unknown) => {
         outcome.upstreamMs = performance.now() - upstreamStarted;
@@ -196,6 +201,7 @@ function forward(
 
 function record(
   state: GatewayState,
+  writeAccess: (entry: AccessEntry) => void,
   req: IncomingMessage,
   res: ServerResponse,
   outcome: Outcome,
@@ -206,19 +212,17 @@ function record(
   const ms = performance.now() - started;
   const status = res.headersSent ? res.statusCode : 0;
   const route = outcome.route || 'none';
-  state.metrics.requests.labels(route, req.method ?? '', status ? statusClass(status) : 'aborted').inc();
-  state.metrics.duration.labels(route).observe(ms / 1000);
+  state.metrics.observeRequest(route, req.method ?? '', status ? statusClass(status) : 'aborted', ms / 1000);
   if (!state.plan.gateway.accessLog.enabled) return;
-  state.logger.info({
-    type: 'access',
+  writeAccess({
     requestId,
     route: outcome.route || null,
-    method: req.method,
+    method: req.method ?? '',
     host: ctx?.host ?? null,
     path: ctx?.path ?? null,
     status,
-    ms: Math.round(ms * 100) / 100,
-    upstreamMs: outcome.upstreamMs === null ? null : Math.round(outcome.upstreamMs * 100) / 100,
+    ms,
+    upstreamMs: outcome.upstreamMs,
     bytesIn: outcome.bytesIn,
     bytesOut: outcome.bytesOut,
     client: ctx?.client.address ?? req.socket.remoteAddress ?? null,

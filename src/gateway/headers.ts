@@ -25,6 +25,14 @@ const gatewaySet = new Set([
   'x-request-id',
 ]);
 
+/**
+ * Headers a policy may not set upstream (lowercase name): the gateway's own, hop-by-hop ones and
+ * message framing.
+ */
+export function isReservedUpstreamHeader(name: string): boolean {
+  return gatewaySet.has(name) || hopByHop.has(name) || name === 'content-length';
+}
+
 /** Headers that must appear at most once; a repeat makes the request ambiguous. */
 const singletons = new Set(['host', 'authorization', 'content-length', 'transfer-encoding', 'content-type']);
 
@@ -154,7 +162,7 @@ export function upstreamRequestHeaders(
     out.push('forwarded', `for=${forwardedFor(client.peerAddress)};host="${rawHost}";proto=${proto}`);
   }
   out.push('x-request-id', ctx.id);
-  if (policySet) for (const [name, value] of policySet) out.push(name, value);
+  if (policySet) for (const [name, value] of policySet) if (value !== null) out.push(name, value);
   return out;
 }
 

@@ -1,8 +1,11 @@
 import type { CompiledRule } from '../plan/types.ts';
-import type { Verdict } from '../policies/types.ts';
+import type { CompiledPolicy, Stage, Verdict } from '../policies/types.ts';
 import type { RequestContext } from './context.ts';
 
 export type PipelineResult = { readonly kind: 'forward' } | Extract<Verdict, { kind: 'respond' }>;
+
+/** Sees each policy's verdict as it is given (explain); the request path passes none. */
+export type VerdictObserver = (stage: Stage, policy: CompiledPolicy, verdict: Verdict) => void;
 
 const FORWARD: PipelineResult = Object.freeze({ kind: 'forward' });
 const UNAUTHENTICATED: PipelineResult = Object.freeze({
@@ -15,13 +18,15 @@ const UNAUTHENTICATED: PipelineResult = Object.freeze({
  * Runs a rule's stages in order. In `authenticate`, the first method that does not `skip` decides
  * (an invalid credential of its kind fails at once, no fallthrough); if all skip, 401. In the other
  * stages every policy must `continue`. Stays synchronous while policies answer synchronously, so a
- * route of cheap policies pays for no promise.
+ * route of cheap policies pays for no promise. `onVerdict` is only passed by explain: without it
+ * the loop does no extra work.
  */
 export function runPipeline(
   rule: CompiledRule,
   ctx: RequestContext,
+  onVerdict?: VerdictObserver,
 ): PipelineResult | Promise<PipelineResult> {
-  return runFrom(rule.pipeline, 0, 0, ctx);
+  return runFrom(rule.pipeline, 0, 0, ctx, onVerdict);
 }
 
 function runFrom(
@@ -29,20 +34,27 @@ function runFrom(
   stageIndex: number,
   policyIndex: number,
   ctx: RequestContext,
+  onVerdict: VerdictObserver | undefined,
 ): PipelineResult | Promise<PipelineResult> {
   for (let s = stageIndex; s < pipeline.length; s++) {
     const { stage, policies } = pipeline[s]!;
     const authn = stage === 'authenticate';
     for (let p = s === stageIndex ? policyIndex : 0; p < policies.length; p++) {
-      const outcome = policies[p]!.handle(ctx);
+      const policy = policies[p]!;
+      const outcome = policy.handle(ctx);
       if (outcome instanceof Promise) {
         return outcome.then((verdict) => {
+          if (onVerdict) onVerdict(stage, policy, verdict);
           const next = afterVerdict(verdict, authn);
-          if (next === 'next-policy') return runFrom(pipeline, s, p + 1, ctx).valueOf() as PipelineResult;
-          if (next === 'next-stage') return runFrom(pipeline, s + 1, 0, ctx);
+          if (next === 'next-policy') {
+            if (authn && p === policies.length - 1) return UNAUTHENTICATED;
+            return runFrom(pipeline, s, p + 1, ctx, onVerdict);
+          }
+          if (next === 'next-stage') return runFrom(pipeline, s + 1, 0, ctx, onVerdict);
           return next;
         });
       }
+      if (onVerdict) onVerdict(stage, policy, outcome);
       const next = afterVerdict(outcome, authn);
       if (next === 'next-stage') break;
       if (next !== 'next-policy') return next;

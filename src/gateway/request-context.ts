@@ -93,5 +93,6 @@ export function upstreamPath(ctx: RequestContext): string {
     path = path.slice(prefix.length) || '/';
   }
   path = rule.upstream.basePath + path;
-  return ctx.query === '' ? path : `${path}?${ctx.query}`;
+  const query = ctx.upstreamQuery ?? ctx.query;
+  return query === '' ? path : `${path}?${query}`;
 }

@@ -6,11 +6,15 @@ import { ConfigInvalidError, formatConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
 import { type CompileOptions, compilePlan } from '../plan/compile.ts';
 import { ProviderRegistry } from '../identity/providers.ts';
+import { TokenIssuerRegistry } from '../identity/token-issuers.ts';
+import type { ShadowDenialRecorder } from '../plan/shadow.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../telemetry/metrics.ts';
 import { createAdminServer } from './admin.ts';
+import { withDecisionEndpoint } from './decision.ts';
 import { createRequestHandler, type GatewayState } from './handler.ts';
+import { withJwksEndpoint } from './jwks-endpoint.ts';
 import { applyLiveLimits, createListenerServer, listenersIncompatible } from './listeners.ts';
 import { PoolRegistry } from './pools.ts';
 import { createUpgradeHandler } from './upgrade.ts';
@@ -46,7 +50,9 @@ export class GatewayRuntime implements GatewayState {
   plan: Plan;
   readonly pools = new PoolRegistry();
   readonly providers: ProviderRegistry;
-  readonly metrics: GatewayMetrics = createGatewayMetrics();
+  /** Token issuers (signing keys, minted-token caches): like providers, they outlive plans. */
+  readonly tokens: TokenIssuerRegistry;
+  readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   draining = false;
   readonly #options: GatewayOptions;
@@ -57,12 +63,21 @@ export class GatewayRuntime implements GatewayState {
   readonly #reloads = { applied: 0, rejected: 0, lastError: null as string | null };
   #active = 0;
 
-  private constructor(plan: Plan, options: GatewayOptions, providers: ProviderRegistry) {
+  private constructor(
+    plan: Plan,
+    options: GatewayOptions,
+    providers: ProviderRegistry,
+    metrics: GatewayMetrics,
+    tokens: TokenIssuerRegistry,
+  ) {
     this.plan = plan;
     this.providers = providers;
+    this.tokens = tokens;
+    this.metrics = metrics;
     this.#options = options;
     this.logger = options.logger;
     this.metrics.planInfo.labels(plan.version).set(1);
+    this.metrics.setInFlightSource(() => this.#active);
   }
 
   static async start(options: GatewayOptions): Promise<GatewayRuntime> {
@@ -73,14 +88,27 @@ export class GatewayRuntime implements GatewayState {
       env: options.env ?? {},
       log: (level, fields, message) => logger[level](fields, message),
     });
+    const tokens = new TokenIssuerRegistry({
+      now: Date.now,
+      start: true,
+      log: (level, fields, message) => logger[level](fields, message),
+    });
+    const metrics = createGatewayMetrics();
+    const recordShadowDenial = shadowDenialRecorder(logger, metrics);
     let plan: Plan;
     try {
-      plan = buildPlan(options.configPaths, { gatewayName: options.gatewayName, providers }).plan;
+      plan = buildPlan(options.configPaths, {
+        gatewayName: options.gatewayName,
+        providers,
+        tokens,
+        recordShadowDenial,
+      }).plan;
     } catch (err) {
       providers.closeAll();
+      tokens.closeAll();
       throw err;
     }
-    const runtime = new GatewayRuntime(plan, options, providers);
+    const runtime = new GatewayRuntime(plan, options, providers, metrics, tokens);
     await runtime.#listen();
     if (options.watch) runtime.#watch();
     return runtime;
@@ -90,7 +118,12 @@ export class GatewayRuntime implements GatewayState {
     const plan = this.plan;
     for (const listener of plan.listeners) {
       const name = listener.spec.name;
-      const handle = createRequestHandler(this, { name, protocol: listener.spec.protocol });
+      const info = { name, protocol: listener.spec.protocol };
+      const handle = withJwksEndpoint(
+        this,
+        name,
+        withDecisionEndpoint(this, info, createRequestHandler(this, info)),
+      );
       const server = createListenerServer(
         listener,
         () => this.plan,
@@ -146,9 +179,12 @@ export class GatewayRuntime implements GatewayState {
       next = buildPlan(this.#options.configPaths, {
         gatewayName: this.#options.gatewayName,
         providers: this.providers,
+        tokens: this.tokens,
+        recordShadowDenial: shadowDenialRecorder(this.logger, this.metrics),
       }).plan;
     } catch (err) {
       this.providers.retainOnly(this.plan.providers.values());
+      this.tokens.retainOnly(this.plan.tokens);
       const lines =
         err instanceof ConfigInvalidError ? err.errors.map(formatConfigError) : [(err as Error).message];
       return this.#rejectReload(reason, lines);
@@ -156,6 +192,7 @@ export class GatewayRuntime implements GatewayState {
     const incompatible = listenersIncompatible(this.plan, next);
     if (incompatible) {
       this.providers.retainOnly(this.plan.providers.values());
+      this.tokens.retainOnly(this.plan.tokens);
       return this.#rejectReload(reason, [incompatible]);
     }
     const previous = this.plan;
@@ -171,6 +208,7 @@ export class GatewayRuntime implements GatewayState {
     this.#reloads.lastError = null;
     void this.pools.retainOnly(next);
     this.providers.retainOnly(next.providers.values());
+    this.tokens.retainOnly(next.tokens);
     this.logger.info({ reason, from: previous.version, to: next.version }, 'config reloaded');
     return true;
   }
@@ -234,12 +272,21 @@ export class GatewayRuntime implements GatewayState {
     await Promise.all(closed);
     await this.pools.closeAll();
     this.providers.closeAll();
+    this.tokens.closeAll();
     if (this.#admin) {
       this.#admin.closeAllConnections();
       await new Promise<void>((done) => this.#admin!.close(() => done()));
     }
     this.logger.info({ plan: this.plan.version }, 'stopped');
   }
+}
+
+/** Shadow-mode denials: one log line each and a counter (the request itself goes on). */
+function shadowDenialRecorder(logger: Logger, metrics: GatewayMetrics): ShadowDenialRecorder {
+  return ({ policy, route, code, detail, requestId }) => {
+    metrics.shadowDenials.labels(policy, route, code).inc();
+    logger.info({ type: 'shadow', policy, route, code, detail, requestId }, 'shadow deny');
+  };
 }
 
 function listen(server: Server, port: number, address: string): Promise<void> {

@@ -15,7 +15,13 @@ export type CredentialCheck =
 
 /** Verifies JWTs of one identity provider against its key set (see jwt-verifier.ts). */
 export interface JwtVerifier {
-  /** True once a key set has been fetched (readiness waits for it). */
+  /**
+   * Starts keeping the key set (background fetches, when ProviderDeps.start): called by every `jwt`
+   * policy compiled against the provider, so a provider used only for introspection fetches nothing.
+   * Idempotent. Throws TypeError when the spec gives no usable key set location.
+   */
+  activate(): void;
+  /** False only while an activated verifier has no usable keys (readiness waits for them). */
   ready(): boolean;
   /** Sync on a verified-token cache hit; a promise otherwise. */
   verify(token: string): CredentialCheck | Promise<CredentialCheck>;

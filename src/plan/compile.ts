@@ -6,13 +6,24 @@ import type { LoadedResource } from '../config/load.ts';
 import type { APIRule } from '../config/schemas/api-rule.ts';
 import type { GatewaySpec } from '../config/schemas/gateway.ts';
 import type { IdentityProviderSpec } from '../config/schemas/identity-provider.ts';
+import { compileConsumers, emptyConsumerIndex } from '../identity/consumers.ts';
 import { ProviderRegistry } from '../identity/providers.ts';
+import type { TokenIssuerRegistry } from '../identity/token-issuers.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
 import type { UpstreamSpec } from '../config/schemas/upstream.ts';
-import { factoriesOf, policyFactories } from '../policies/registry.ts';
-import { type CompiledPolicy, type PolicyDeps, stages } from '../policies/types.ts';
+import { policyFactories } from '../policies/registry.ts';
+import type { CompiledPolicy, PolicyDeps } from '../policies/types.ts';
 import { RouteConflictError, Router } from './router.ts';
+import {
+  appliedPolicies,
+  indexPolicies,
+  keepEstablishedCaller,
+  type MergedStage,
+  mergeStages,
+} from './scoped-policies.ts';
+import { dropShadowDenials, type ShadowDenialRecorder, shadowPolicy } from './shadow.ts';
 import { compileListenerTls, type TlsProblem } from './tls.ts';
+import { compileTokens } from './tokens.ts';
 import { compileTrustedProxies } from './trusted-proxies.ts';
 import type { CompiledListener, CompiledRule, CompiledUpstream, Plan } from './types.ts';
 
@@ -23,7 +34,11 @@ export interface CompileOptions {
   gatewayName?: string;
   /** Live identity providers; by default an offline registry that starts no background work. */
   providers?: ProviderRegistry;
+  /** Live token issuers (`spec.tokens`); by default an offline registry that writes no keys. */
+  tokens?: TokenIssuerRegistry;
   now?: () => number;
+  /** Where denials of shadow-mode Policies go (the gateway logs and counts them); dropped by default. */
+  recordShadowDenial?: ShadowDenialRecorder;
 }
 
 function offlineProviders(): ProviderRegistry {
@@ -84,6 +99,23 @@ export function compilePlan(
   const trusted = compileTrustedProxies(spec.trustedProxies);
   for (const bad of trusted.invalid)
     fail(gateway, ['spec', 'trustedProxies', bad.index], `not a CIDR: ${bad.value}`);
+  if (spec.decision && !listenerNames.has(spec.decision.listener))
+    fail(gateway, ['spec', 'decision', 'listener'], `no listener named ${spec.decision.listener}`);
+  if (spec.decision && spec.trustedProxies.length === 0)
+    fail(
+      gateway,
+      ['spec', 'decision'],
+      'the decision endpoint answers trusted proxies only: list them in trustedProxies',
+    );
+
+  const tokens = compileTokens(
+    spec,
+    gateway.metadata.name,
+    options.tokens,
+    resolvePath,
+    listenerNames,
+    (p, m) => fail(gateway, p, m),
+  );
 
   const upstreams = new Map<string, CompiledUpstream>();
   for (const r of resources) {
@@ -97,9 +129,12 @@ export function compilePlan(
     resources.filter((r) => r.kind === 'IdentityProvider').map((r) => [key(r), r]),
   );
   const usedProviders = new Map<string, ProviderRuntime>();
+  const consumers = compileConsumers(resources, fail);
   const depsFor = (namespace: string): PolicyDeps => ({
     now: options.now ?? Date.now,
     namespace,
+    consumers: () => consumers.get(namespace) ?? emptyConsumerIndex,
+    tokenIssuer: tokens.issuer,
     provider(name) {
       const id = `${namespace}/${name}`;
       const resource = providerResources.get(id);
@@ -109,6 +144,8 @@ export function compilePlan(
       return runtime;
     },
   });
+  const policyIndex = indexPolicies(resources, gateway, fail);
+  const rules: CompiledRule[] = [];
   const gatewayNames = new Set(gateways.map((g) => g.metadata.name));
   for (const r of resources) {
     if (r.kind !== 'APIRule') continue;
@@ -145,21 +182,23 @@ export function compilePlan(
           );
       }
       if (!upstream) return;
-      const pipeline = compilePipeline(
-        ruleSpec as unknown as Record<string, unknown>,
-        depsFor(r.metadata.namespace),
-        (p, m) => fail(r, [...path, ...p], m),
+      const id = `${key(r)}#${index}`;
+      const layers = policyIndex.layersFor(r, index);
+      const pipeline = compilePipeline(mergeStages(layers), depsFor, (policy, name) =>
+        shadowPolicy(policy, { policy: name, route: id }, options.recordShadowDenial ?? dropShadowDenials),
       );
       const compiled: CompiledRule = Object.freeze({
-        id: `${key(r)}#${index}`,
+        id,
         template: ruleSpec.path,
         upstream,
         stripPrefix: ruleSpec.stripPrefix ?? null,
         responseTimeoutMs: ruleSpec.timeout ? toMillis(ruleSpec.timeout) : upstream.responseTimeoutMs,
         pipeline,
+        policies: appliedPolicies(layers),
       });
       try {
         router.add(rule.spec.hosts, ruleSpec.methods, ruleSpec.path, compiled);
+        rules.push(compiled);
       } catch (err) {
         if (err instanceof RouteConflictError) fail(r, [...path, 'path'], err.message);
         else fail(r, [...path, 'path'], (err as Error).message);
@@ -175,8 +214,10 @@ export function compilePlan(
     gateway: spec,
     listeners,
     router,
+    rules: Object.freeze(rules),
     upstreams,
     providers: usedProviders,
+    tokens: tokens.used(),
     trustedProxies: trusted.test,
     limits: {
       maxHeaderBytes: spec.limits.maxHeaderBytes,
@@ -237,40 +278,30 @@ function compileUpstream(r: LoadedResource): CompiledUpstream {
   });
 }
 
+/**
+ * Compiles the merged stages of one rule (scoped-policies.ts): each config with the dependencies of
+ * the namespace it was written in, errors reported where it was written, shadow-mode Policies wrapped.
+ */
 function compilePipeline(
-  rule: Record<string, unknown>,
-  deps: PolicyDeps,
-  fail: (path: Array<string | number>, message: string) => void,
+  merged: readonly MergedStage[],
+  depsFor: (namespace: string) => PolicyDeps,
+  shadow: (policy: CompiledPolicy, policyName: string) => CompiledPolicy,
 ): CompiledRule['pipeline'] {
   const pipeline: Array<CompiledRule['pipeline'][number]> = [];
-  const compileOne = (
-    name: string,
-    config: unknown,
-    path: Array<string | number>,
-    policies: CompiledPolicy[],
-  ) => {
-    try {
-      policies.push(policyFactories[name]!.compile(config as never, deps));
-    } catch (err) {
-      fail(path, (err as Error).message);
-    }
-  };
-  for (const stage of stages) {
-    const value = rule[stage];
-    if (value === undefined) continue;
+  for (const { stage, entries, keepsCaller } of merged) {
     const policies: CompiledPolicy[] = [];
-    if (stage === 'authenticate') {
-      (value as Array<Record<string, unknown>>).forEach((entry, index) => {
-        const [name, config] = Object.entries(entry)[0]!;
-        compileOne(name, config, [stage, index, name], policies);
-      });
-    } else {
-      // Registry order, not the order written: a stage's policies run in a fixed, documented order.
-      for (const [name] of factoriesOf(stage)) {
-        const config = (value as Record<string, unknown>)[name];
-        if (config !== undefined) compileOne(name, config, [stage, name], policies);
+    entries.forEach(({ key: name, config, layer, path }, index) => {
+      if (stage === 'authenticate' && policyFactories[name]!.mustBeLast && index !== entries.length - 1)
+        layer.report(path, `${name} must be the last entry of ${stage}`);
+      try {
+        let policy = policyFactories[name]!.compile(config as never, depsFor(layer.namespace));
+        if (keepsCaller) policy = keepEstablishedCaller(policy);
+        if (layer.policy?.mode === 'shadow') policy = shadow(policy, layer.policy.name);
+        policies.push(policy);
+      } catch (err) {
+        layer.report(path, (err as Error).message);
       }
-    }
+    });
     if (policies.length > 0) pipeline.push(Object.freeze({ stage, policies: Object.freeze(policies) }));
   }
   return Object.freeze(pipeline);

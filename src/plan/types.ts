@@ -1,8 +1,10 @@
 import type { SecureContext, SecureContextOptions } from 'node:tls';
 import type { GatewaySpec, ListenerSpec } from '../config/schemas/gateway.ts';
+import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
 import type { CompiledPolicy, Stage } from '../policies/types.ts';
 import type { Router } from './router.ts';
+import type { AppliedPolicy } from './scoped-policies.ts';
 
 /** An upstream as the forwarder needs it; pools are looked up by `poolKey` and outlive plans. */
 export interface CompiledUpstream {
@@ -25,8 +27,13 @@ export interface CompiledRule {
   readonly upstream: CompiledUpstream;
   readonly stripPrefix: string | null;
   readonly responseTimeoutMs: number;
-  /** Policies per stage, in order; a stage with none is absent (skipped, not looped over). */
+  /**
+   * Policies per stage, in order; a stage with none is absent (skipped, not looped over).
+   * `authenticate` appears once per chain: a Policy's chain is a requirement on top of the rule's.
+   */
   readonly pipeline: ReadonlyArray<{ readonly stage: Stage; readonly policies: readonly CompiledPolicy[] }>;
+  /** The Policy resources that apply to this rule, least specific first (docs/policies.md). */
+  readonly policies: readonly AppliedPolicy[];
 }
 
 export interface CompiledListener {
@@ -49,9 +56,13 @@ export interface Plan {
   readonly gateway: GatewaySpec;
   readonly listeners: readonly CompiledListener[];
   readonly router: Router<CompiledRule>;
+  /** Every rule of the plan, in config order (for the admin listing). */
+  readonly rules: readonly CompiledRule[];
   readonly upstreams: ReadonlyMap<string, CompiledUpstream>;
   /** Identity providers the plan's policies use, by `namespace/name` (readiness waits for their keys). */
   readonly providers: ReadonlyMap<string, ProviderRuntime>;
+  /** The gateway's internal token issuer, when `spec.tokens` is set or a policy mints tokens. */
+  readonly tokens: TokenIssuer | null;
   readonly trustedProxies: (address: string) => boolean;
   readonly limits: {
     readonly maxHeaderBytes: number;

@@ -1,10 +1,40 @@
 import Type, { type TSchema } from 'typebox';
+import { introspection } from './authn/introspection/policy.ts';
+import { jwt } from './authn/jwt/policy.ts';
 import { noAuth } from './authn/no-auth/policy.ts';
+import { anonymous } from './authn/anonymous/policy.ts';
+import { apiKey } from './authn/api-key/policy.ts';
+import { mtls } from './authn/mtls/policy.ts';
+import { allow } from './authz/allow/policy.ts';
+import { audiences } from './authz/audiences/policy.ts';
+import { certificates } from './authz/certificates/policy.ts';
+import { claims } from './authz/claims/policy.ts';
+import { deny } from './authz/deny/policy.ts';
+import { groups } from './authz/groups/policy.ts';
+import { requiredScopes } from './authz/required-scopes/policy.ts';
+import { headers } from './mutate/headers/policy.ts';
+import { token } from './mutate/token/policy.ts';
 import { type PolicyFactory, type Stage, stages } from './types.ts';
 
 /** Every policy kind, by the key it is written under in a rule. Adding a policy means adding it here. */
 export const policyFactories: Readonly<Record<string, PolicyFactory<never>>> = {
   noAuth,
+  jwt,
+  introspection,
+  apiKey,
+  mtls,
+  anonymous,
+  // authorize, in run order: deny wins, allow decides last.
+  deny,
+  requiredScopes,
+  audiences,
+  claims,
+  groups,
+  certificates,
+  allow,
+  // mutate, in run order: the token first, so a header template can use it.
+  token,
+  headers,
 };
 
 export function factoriesOf(stage: Stage): Array<[string, PolicyFactory<never>]> {

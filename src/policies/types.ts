@@ -1,6 +1,8 @@
 import type { TSchema } from 'typebox';
 import type { ProblemCode } from '../errors.ts';
 import type { RequestContext } from '../gateway/context.ts';
+import type { ConsumerIndex } from '../identity/consumers.ts';
+import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
 
 /** The stages of the request pipeline, run in this order. */
@@ -43,6 +45,13 @@ export interface PolicyDeps {
   readonly namespace: string;
   /** The live IdentityProvider of that name in the namespace; undefined when there is none. */
   provider(name: string): ProviderRuntime | undefined;
+  /** The Consumers of the namespace, indexed once per plan (empty when there are none). */
+  consumers(): ConsumerIndex;
+  /**
+   * The gateway's internal token issuer (Gateway `spec.tokens`; made with the defaults on first use
+   * when that section is absent); null when that section has errors, which are reported there.
+   */
+  tokenIssuer(): TokenIssuer | null;
 }
 
 /**
@@ -57,5 +66,7 @@ export interface PolicyFactory<C = unknown> {
   readonly name: string;
   readonly stage: Stage;
   readonly schema: TSchema;
+  /** Must be the last entry of its stage's list when used (e.g. `anonymous` in `authenticate`). */
+  readonly mustBeLast?: boolean;
   compile(config: C, deps: PolicyDeps): CompiledPolicy;
 }

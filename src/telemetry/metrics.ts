@@ -37,12 +37,50 @@ export function createGatewayMetrics() {
     labelNames: ['result'] as const,
     registers: [registry],
   });
-  const inFlight = new Gauge({
+  // Read when scraped, from whoever counts requests: nothing to do per request.
+  let inFlightSource: () => number = () => 0;
+  new Gauge({
     name: 'gatehouse_requests_in_flight',
     help: 'Requests being handled.',
     registers: [registry],
+    collect() {
+      this.set(inFlightSource());
+    },
   });
-  return { registry, requests, duration, upstreamErrors, planInfo, reloads, inFlight };
+  const shadowDenials = new Counter({
+    name: 'gatehouse_shadow_denials_total',
+    help: 'Denials a shadow-mode Policy would have answered with, by Policy, rule and error code.',
+    labelNames: ['policy', 'route', 'code'] as const,
+    registers: [registry],
+  });
+  // Label children by route, method and status class, looked up once: prom-client's labels()
+  // hashes the label values on every call, which showed in the request path's profile.
+  type Child = { inc(): void; observe?(v: number): void };
+  const children = new Map<string, { count: Child; duration: { observe(v: number): void } }>();
+  function observeRequest(route: string, method: string, status: string, seconds: number): void {
+    const key = `${route}\u0000${method}\u0000${status}`;
+    let child = children.get(key);
+    if (!child) {
+      if (children.size > 10_000) children.clear(); // bounded: methods are client-chosen
+      child = { count: requests.labels(route, method, status), duration: duration.labels(route) };
+      children.set(key, child);
+    }
+    child.count.inc();
+    child.duration.observe(seconds);
+  }
+  return {
+    registry,
+    requests,
+    duration,
+    upstreamErrors,
+    planInfo,
+    reloads,
+    shadowDenials,
+    observeRequest,
+    setInFlightSource(source: () => number) {
+      inFlightSource = source;
+    },
+  };
 }
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;

@@ -32,7 +32,9 @@ async function signingKey(alg: 'ES256' | 'RS256') {
   return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(4).toString('hex')}` };
 }
 
-export async function startTestIdp(options: { port?: number; scopes?: string[]; accessTokenTtl?: number } = {}): Promise<TestIdp> {
+export async function startTestIdp(
+  options: { port?: number; scopes?: string[]; accessTokenTtl?: number } = {},
+): Promise<TestIdp> {
   const scopes = options.scopes ?? ['read', 'write', 'orders.read', 'orders.write', 'admin'];
   const hits = new Map<string, number>();
   let down = false;
@@ -56,7 +58,13 @@ export async function startTestIdp(options: { port?: number; scopes?: string[]; 
           token_endpoint_auth_method: 'client_secret_basic',
           scope: scopes.join(' '),
         },
-        { client_id: gateway.id, client_secret: gateway.secret, grant_types: [], response_types: [], redirect_uris: [] },
+        {
+          client_id: gateway.id,
+          client_secret: gateway.secret,
+          grant_types: [],
+          response_types: [],
+          redirect_uris: [],
+        },
       ],
       jwks: { keys },
       cookies: { keys: [randomBytes(16).toString('hex')] },

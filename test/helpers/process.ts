@@ -118,8 +118,12 @@ export function runCli(args: string[], env: Record<string, string> = {}): Runnin
 }
 
 /** Starts `gatehouse gateway --config <paths>` and waits until it says it is ready. */
-export async function startGateway(configPaths: string[], extraArgs: string[] = []): Promise<RunningProcess> {
-  const proc = runCli(['gateway', ...configPaths.flatMap((p) => ['--config', p]), ...extraArgs]);
+export async function startGateway(
+  configPaths: string[],
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningProcess> {
+  const proc = runCli(['gateway', ...configPaths.flatMap((p) => ['--config', p]), ...extraArgs], env);
   await proc.waitFor(/"msg":"gateway ready"/);
   return proc;
 }

@@ -64,7 +64,9 @@ const Listener = Type.Object(
 
 const Admin = Type.Object(
   {
-    port: Port('Port of the admin listener: /healthz, /readyz, /metrics, /plan.'),
+    port: Port(
+      'Port of the admin listener: /healthz, /readyz, /metrics, /plan, /.well-known/jwks.json, POST /explain.',
+    ),
     address: Type.String({ default: '127.0.0.1', description: 'Address to bind; keep it private.' }),
   },
   { additionalProperties: false, description: 'The admin listener (health, readiness, metrics, plan).' },
@@ -110,6 +112,127 @@ const AccessLog = Type.Object(
   { additionalProperties: false, default: {}, description: 'The JSON access log.' },
 );
 
+const TokenKeysDir = Type.Object(
+  {
+    dir: Type.String({
+      minLength: 1,
+      description:
+        'Directory (relative to the config file) where the gateway keeps its signing keys, one private ' +
+        'JWK per file (`<kid>.jwk.json`, mode 0600). Created with a first key when missing; keys are ' +
+        'generated here on rotation and deleted once out of the key set. One gateway process per directory.',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const TokenKeyFile = Type.Object(
+  {
+    private: Type.String({
+      minLength: 1,
+      description: 'Private key file (PEM, or a JSON private JWK), relative to the config file.',
+    }),
+    kid: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9._~-]{1,128}$',
+        description: 'Key id published in the key set; default: the key’s RFC 7638 thumbprint.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const TokenKeyFiles = Type.Object(
+  {
+    files: Type.Array(TokenKeyFile, {
+      minItems: 1,
+      description:
+        'Keys managed outside the gateway: the first signs, the others are only published (for tokens ' +
+        'signed before a manual rotation). Rotate by putting a new key first and reloading.',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const TokensSpec = Type.Object(
+  {
+    issuer: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: '`iss` of the tokens the gateway mints; default `gatehouse://<gateway name>`.',
+      }),
+    ),
+    algorithm: Type.Union([Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('EdDSA')], {
+      default: 'ES256',
+      description: 'Signature algorithm: ES256 (P-256), RS256 (RSA 2048), EdDSA (Ed25519).',
+    }),
+    keys: Type.Optional(
+      Type.Union([TokenKeysDir, TokenKeyFiles], {
+        description:
+          'Where signing keys come from: `{ dir }` (generated and kept by the gateway) or `{ files }` ' +
+          '(managed outside). Omitted: generated in memory, so tokens stop verifying after a restart.',
+      }),
+    ),
+    rotation: Type.Object(
+      {
+        interval: Duration(
+          'A generated key signs for this long, then a new one takes over. Not used with `keys.files`.',
+          '24h',
+        ),
+        overlap: Duration(
+          'A replaced key stays published this long, so tokens it signed still verify. Token lifetimes ' +
+            'may not exceed it.',
+          '1h',
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'Rotation of generated signing keys.' },
+    ),
+    cacheSize: Type.Integer({
+      minimum: 1,
+      default: 10000,
+      description: 'Most minted tokens kept for reuse (least recently used are dropped).',
+    }),
+    publishOn: Type.Optional(
+      Type.String({
+        description:
+          'Name of a listener that also answers `/.well-known/jwks.json` itself, before routing ' +
+          '(the admin port always does).',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Internal tokens minted by `mutate.token`: issuer, signing keys and their rotation. The public keys ' +
+      'are served at `/.well-known/jwks.json` on the admin port. Omitted: defaults, with in-memory keys.',
+  },
+);
+
+const Decision = Type.Object(
+  {
+    listener: Type.String({
+      description:
+        'Name of the listener that answers the decision endpoint. Best a dedicated one bound to a ' +
+        'private address: only the proxy in front needs to reach it.',
+    }),
+    path: Type.String({
+      pattern: '^/[^?#]*[^/?#]$',
+      default: '/_gatehouse/decide',
+      description:
+        'Path of the decision endpoint on that listener; it is answered before routing, so it hides a ' +
+        'route with the same path there. `<path>/<original path>` is accepted too (Envoy ext_authz path_prefix).',
+    }),
+  },
+  {
+    additionalProperties: false,
+    description:
+      'Decision API for forward auth (nginx auth_request, Traefik forwardAuth, Envoy ext_authz): a request ' +
+      'described by X-Forwarded-Method, -Proto, -Host and -Uri (plus its original headers) is routed and ' +
+      'run through its rule’s policies like a proxied one, but not forwarded. 200 with the headers the rule ' +
+      'would set upstream, or the problem (401, 403, 404, 503…) with WWW-Authenticate. X-Forwarded-* are ' +
+      'believed as told, so only peers in trustedProxies get an answer; everyone else gets 403.',
+  },
+);
+
 export const GatewaySpec = Type.Object(
   {
     mode: Type.Union([Type.Literal('ingress'), Type.Literal('egress'), Type.Literal('sidecar')], {
@@ -128,6 +251,8 @@ export const GatewaySpec = Type.Object(
     limits: Limits,
     shutdown: Shutdown,
     accessLog: AccessLog,
+    decision: Type.Optional(Decision),
+    tokens: Type.Optional(TokensSpec),
   },
   { additionalProperties: false },
 );
@@ -140,3 +265,4 @@ export const Gateway = resourceSchema(
 export type Gateway = Static<typeof Gateway>;
 export type GatewaySpec = Static<typeof GatewaySpec>;
 export type ListenerSpec = Static<typeof Listener>;
+export type TokensSpec = Static<typeof TokensSpec>;

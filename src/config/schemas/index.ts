@@ -1,7 +1,9 @@
 import type { TSchema } from 'typebox';
 import { APIRule } from './api-rule.ts';
+import { Consumer } from './consumer.ts';
 import { Gateway } from './gateway.ts';
 import { IdentityProvider } from './identity-provider.ts';
+import { Policy } from './policy.ts';
 import { Upstream } from './upstream.ts';
 
 /** Every resource kind and its schema: the single source of types, validation, defaults and docs. */
@@ -10,6 +12,8 @@ export const kindSchemas = {
   Upstream,
   APIRule,
   IdentityProvider,
+  Consumer,
+  Policy,
 } as const satisfies Record<string, TSchema>;
 
 export type Kind = keyof typeof kindSchemas;

@@ -1,0 +1,70 @@
+import { type Dispatcher, request } from 'undici';
+
+/** Why a document could not be fetched; the message is safe to log (no body, no credentials). */
+export class FetchJsonError extends Error {
+  override readonly name = 'FetchJsonError';
+}
+
+/**
+ * GETs a JSON object within `signal`'s deadline and at most `maxBytes` of body. undici's request
+ * rather than fetch: redirects are not followed (a key set must come from where the config or the
+ * issuer's own discovery document says) and the body is streamed, so the cap holds before it is
+ * buffered.
+ */
+export async function getJsonObject(
+  url: string,
+  options: { signal: AbortSignal; maxBytes: number; dispatcher: Dispatcher },
+): Promise<Record<string, unknown>> {
+  const { signal, maxBytes } = options;
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(url, {
+      method: 'GET',
+      headers: { accept: 'application/json, application/jwk-set+json' },
+      dispatcher: options.dispatcher,
+      signal,
+    });
+  } catch (err) {
+    throw new FetchJsonError(signal.aborted ? 'timed out' : `unreachable (${errorCode(err)})`);
+  }
+  const { statusCode, body } = response;
+  // Destroying an undici body without an error makes it emit one (UND_ERR_ABORTED): with no
+  // listener, that would be an uncaught exception.
+  body.on('error', () => {});
+  if (statusCode !== 200) {
+    body.destroy();
+    throw new FetchJsonError(`answered HTTP ${statusCode}`);
+  }
+  const tooLarge = () => new FetchJsonError(`response larger than ${maxBytes} bytes`);
+  if (Number(response.headers['content-length']) > maxBytes) {
+    body.destroy();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    body.destroy();
+    if (err instanceof FetchJsonError) throw err;
+    throw new FetchJsonError(signal.aborted ? 'timed out' : `response body failed (${errorCode(err)})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new FetchJsonError('response is not JSON');
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new FetchJsonError('response is not a JSON object');
+  return parsed as Record<string, unknown>;
+}
+
+function errorCode(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown };
+  return typeof e.code === 'string' ? e.code : String(e.message ?? 'error');
+}
