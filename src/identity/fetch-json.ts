@@ -5,22 +5,38 @@ export class FetchJsonError extends Error {
   override readonly name = 'FetchJsonError';
 }
 
+export interface FetchJsonOptions {
+  signal: AbortSignal;
+  maxBytes: number;
+  dispatcher: Dispatcher;
+}
+
+/** GETs a JSON object (a key set, a discovery document) — see fetchJsonObject. */
+export function getJsonObject(url: string, options: FetchJsonOptions): Promise<Record<string, unknown>> {
+  return fetchJsonObject(url, {
+    ...options,
+    method: 'GET',
+    headers: { accept: 'application/json, application/jwk-set+json' },
+  });
+}
+
 /**
- * GETs a JSON object within `signal`'s deadline and at most `maxBytes` of body. undici's request
- * rather than fetch: redirects are not followed (a key set must come from where the config or the
- * issuer's own discovery document says) and the body is streamed, so the cap holds before it is
- * buffered.
+ * One bounded call answered by a JSON object: within `signal`'s deadline, at most `maxBytes` of
+ * body, status 200. undici's request rather than fetch: redirects are not followed (a key set or
+ * an introspection answer must come from where the config or the issuer's own discovery document
+ * says) and the body is streamed, so the cap holds before it is buffered.
  */
-export async function getJsonObject(
+export async function fetchJsonObject(
   url: string,
-  options: { signal: AbortSignal; maxBytes: number; dispatcher: Dispatcher },
+  options: FetchJsonOptions & { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
 ): Promise<Record<string, unknown>> {
   const { signal, maxBytes } = options;
   let response: Dispatcher.ResponseData;
   try {
     response = await request(url, {
-      method: 'GET',
-      headers: { accept: 'application/json, application/jwk-set+json' },
+      method: options.method,
+      headers: options.headers,
+      body: options.body,
       dispatcher: options.dispatcher,
       signal,
     });
@@ -67,4 +83,19 @@ export async function getJsonObject(
 function errorCode(err: unknown): string {
   const e = err as { code?: unknown; message?: unknown };
   return typeof e.code === 'string' ? e.code : String(e.message ?? 'error');
+}
+
+/** `<issuer>/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4). */
+export function discoveryUrl(issuer: string): string {
+  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+}
+
+/** The issuer's discovery document; it must name the same issuer (§4.3), or this throws FetchJsonError. */
+export async function discoveryDocument(
+  issuer: string,
+  options: FetchJsonOptions,
+): Promise<Record<string, unknown>> {
+  const doc = await getJsonObject(discoveryUrl(issuer), options);
+  if (doc.issuer !== issuer) throw new FetchJsonError('document names another issuer');
+  return doc;
 }

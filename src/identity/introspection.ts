@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
+import { discoveryDocument, FetchJsonError, fetchJsonObject } from './fetch-json.ts';
 import { toMillis } from '../config/duration.ts';
 import type { IdentityProviderSpec } from '../config/schemas/identity-provider.ts';
 import type { Claims, CredentialCheck, Introspector, ProviderDeps } from './types.ts';
@@ -36,7 +37,7 @@ export function createIntrospector(id: string, spec: IdentityProviderSpec, deps:
     throw new TypeError(
       `environment variable ${secretName} (introspection client secret of IdentityProvider ${id}) is not set`,
     );
-  const discoveryUrl = config.endpoint === undefined ? discoveryUrlOf(id, spec.issuer) : null;
+  if (config.endpoint === undefined) checkDiscoverable(id, spec.issuer);
   const limits = { timeoutMs: toMillis(config.timeout), maxBytes: config.maxResponseBytes };
   const cacheTtlMs = toMillis(config.cacheTtl);
   const refusedTtlMs = Math.min(cacheTtlMs, REFUSED_TTL_MS);
@@ -65,7 +66,7 @@ export function createIntrospector(id: string, spec: IdentityProviderSpec, deps:
   };
 
   const resolveEndpoint = (): Promise<string> => {
-    endpoint ??= discover(discoveryUrl!, spec.issuer, agent, limits).catch((err: unknown) => {
+    endpoint ??= discover(spec.issuer, agent, limits).catch((err: unknown) => {
       endpoint = null; // not remembered: the next lookup tries again
       throw err;
     });
@@ -121,6 +122,9 @@ export function createIntrospector(id: string, spec: IdentityProviderSpec, deps:
   return {
     introspect(token) {
       if (closed) return { ok: false, kind: 'unavailable', reason: 'identity provider closed' };
+      // Offline (validate, explain): no I/O, and no token leaves the machine.
+      if (!deps.start)
+        return { ok: false, kind: 'unavailable', reason: 'identity provider not contacted offline' };
       const key = createHash('sha256').update(token).digest('base64url');
       const cached = answers.get(key);
       if (cached) {
@@ -138,93 +142,53 @@ export function createIntrospector(id: string, spec: IdentityProviderSpec, deps:
   };
 }
 
-function discoveryUrlOf(id: string, issuer: string): string {
+function checkDiscoverable(id: string, issuer: string): void {
   if (!/^https?:\/\//.test(issuer))
     throw new TypeError(
       `IdentityProvider ${id}: introspection.endpoint is not set and issuer ${issuer} is not an http(s) URL to discover it from`,
     );
-  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
 }
 
 async function discover(
-  url: string,
   issuer: string,
   agent: Agent,
   limits: { timeoutMs: number; maxBytes: number },
 ): Promise<string> {
-  const doc = await callJson(url, { method: 'GET', headers: { accept: 'application/json' } }, agent, limits);
-  // OpenID Connect Discovery 1.0 §4.3: the document must be the issuer's own.
-  if (doc.issuer !== issuer) throw new Unavailable('discovery document names another issuer');
+  let doc: Record<string, unknown>;
+  try {
+    doc = await discoveryDocument(issuer, {
+      signal: AbortSignal.timeout(limits.timeoutMs),
+      maxBytes: limits.maxBytes,
+      dispatcher: agent,
+    });
+  } catch (err) {
+    if (err instanceof FetchJsonError) throw new Unavailable(`discovery: ${err.message}`);
+    throw err;
+  }
   const endpoint = doc.introspection_endpoint;
   if (typeof endpoint !== 'string' || !/^https?:\/\//.test(endpoint))
     throw new Unavailable('discovery document has no http(s) introspection_endpoint');
   return endpoint;
 }
 
-/**
- * One bounded call: the whole exchange (connect, headers, body) within `timeoutMs`, a body of at
- * most `maxBytes`, status 200 and a JSON object, or Unavailable. undici's request rather than
- * fetch: no redirects are followed and the body is streamed so the cap holds before buffering.
- */
+/** One bounded call (see fetchJsonObject); every failure becomes Unavailable with a loggable reason. */
 async function callJson(
   url: string,
   init: { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
   agent: Agent,
   limits: { timeoutMs: number; maxBytes: number },
 ): Promise<Record<string, unknown>> {
-  const signal = AbortSignal.timeout(limits.timeoutMs);
-  let response: Awaited<ReturnType<typeof request>>;
   try {
-    response = await request(url, {
+    return await fetchJsonObject(url, {
       ...init,
+      signal: AbortSignal.timeout(limits.timeoutMs),
+      maxBytes: limits.maxBytes,
       dispatcher: agent,
-      signal,
-      headersTimeout: limits.timeoutMs,
-      bodyTimeout: limits.timeoutMs,
     });
   } catch (err) {
-    throw new Unavailable(signal.aborted ? 'timed out' : `unreachable (${errorCode(err)})`);
+    if (err instanceof FetchJsonError) throw new Unavailable(err.message);
+    throw err;
   }
-  const { statusCode, body } = response;
-  if (statusCode !== 200) {
-    discard(body);
-    throw new Unavailable(`answered HTTP ${statusCode}`);
-  }
-  const declared = Number(response.headers['content-length']);
-  if (declared > limits.maxBytes) {
-    discard(body);
-    throw new Unavailable(`response larger than ${limits.maxBytes} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > limits.maxBytes) {
-        discard(body);
-        throw new Unavailable(`response larger than ${limits.maxBytes} bytes`);
-      }
-      chunks.push(chunk);
-    }
-  } catch (err) {
-    if (err instanceof Unavailable) throw err;
-    throw new Unavailable(signal.aborted ? 'timed out' : `response body failed (${errorCode(err)})`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new Unavailable('response is not JSON');
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
-    throw new Unavailable('response is not a JSON object');
-  return parsed as Record<string, unknown>;
-}
-
-/** Drops a body not worth reading; destroying it would otherwise surface as an unhandled error. */
-function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
-  body.on('error', () => {});
-  body.destroy();
 }
 
 /** RFC 7662 §2.2 answer → verdict. The provider's word on `active` is checked against our own settings. */
@@ -278,9 +242,4 @@ function formEncode(value: string): string {
 
 function errorName(err: unknown): string {
   return err instanceof Error ? err.name : 'error';
-}
-
-function errorCode(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown };
-  return typeof e.code === 'string' ? e.code : String(e.message ?? 'error');
 }

@@ -97,7 +97,7 @@ describe('KeySet', () => {
     const spoofed = keySet({ jwksUri: null, issuer: `${server.issuer}/` });
     spoofed.start();
     await until(
-      () => logs.some((l) => l.fields.reason === 'discovery document names another issuer'),
+      () => logs.some((l) => l.fields.reason === 'discovery: document names another issuer'),
       'failure',
     );
     assert.equal(spoofed.state(), 'cold');

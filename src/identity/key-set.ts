@@ -1,5 +1,5 @@
 import { Agent } from 'undici';
-import { FetchJsonError, getJsonObject } from './fetch-json.ts';
+import { discoveryDocument, FetchJsonError, getJsonObject } from './fetch-json.ts';
 import type { ProviderDeps } from './types.ts';
 import {
   type ImportedKeySet,
@@ -167,16 +167,12 @@ export class KeySet {
   }
 
   async #discover(limits: Parameters<typeof getJsonObject>[1]): Promise<string> {
-    const url = discoveryUrl(this.#config.issuer);
     let doc: Record<string, unknown>;
     try {
-      doc = await getJsonObject(url, limits);
+      doc = await discoveryDocument(this.#config.issuer, limits);
     } catch (err) {
       throw new FetchJsonError(`discovery: ${(err as Error).message}`);
     }
-    // OpenID Connect Discovery 1.0 §4.3: the document must be the issuer's own.
-    if (doc.issuer !== this.#config.issuer)
-      throw new FetchJsonError('discovery document names another issuer');
     const uri = doc.jwks_uri;
     if (typeof uri !== 'string' || !/^https?:\/\//i.test(uri))
       throw new FetchJsonError('discovery document has no http(s) jwks_uri');
@@ -249,8 +245,4 @@ export class KeySet {
     const backoff = 1000 * 2 ** Math.min(this.#failures - 1, 10);
     return Math.min(backoff, MAX_RETRY_DELAY_MS, this.#config.refreshIntervalMs);
   }
-}
-
-export function discoveryUrl(issuer: string): string {
-  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
 }
