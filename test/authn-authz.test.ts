@@ -226,6 +226,7 @@ describe('API keys', () => {
     const none = await get('/tenants/acme/items');
     assert.equal(none.status, 401);
     assert.equal(problemCode(none), 'unauthenticated');
+    assert.equal(none.headers['www-authenticate'], 'ApiKey header="x-api-key"', 'the 401 says what to send');
     const unknown = await get('/tenants/acme/items', { 'x-api-key': 'not-a-known-key' });
     assert.equal(unknown.status, 401);
     assert.equal(problemCode(unknown), 'invalid_api_key');

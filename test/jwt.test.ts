@@ -146,6 +146,7 @@ describe('jwt method', () => {
       const res = await httpRequest(port, '/corp', { headers });
       assert.equal(res.status, 401);
       assert.equal(res.json().code, 'unauthenticated');
+      assert.equal(res.headers['www-authenticate'], 'Bearer', 'the 401 says what to send');
     }
   });
 

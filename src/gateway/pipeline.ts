@@ -14,6 +14,13 @@ const UNAUTHENTICATED: PipelineResult = Object.freeze({
   detail: 'no credential accepted by this route was presented',
 });
 
+/** 401 with the challenges of the chain's methods (Bearer, ApiKey…), so a client knows what to send. */
+function unauthenticated(policies: readonly CompiledPolicy[]): PipelineResult {
+  const challenges = [...new Set(policies.map((p) => p.challenge).filter((c) => c !== undefined))];
+  if (challenges.length === 0) return UNAUTHENTICATED;
+  return { ...UNAUTHENTICATED, headers: { 'www-authenticate': challenges.join(', ') } } as PipelineResult;
+}
+
 /**
  * Runs a rule's stages in order. In `authenticate`, the first method that does not `skip` decides
  * (an invalid credential of its kind fails at once, no fallthrough); if all skip, 401. In the other
@@ -47,7 +54,7 @@ function runFrom(
           if (onVerdict) onVerdict(stage, policy, verdict);
           const next = afterVerdict(verdict, authn);
           if (next === 'next-policy') {
-            if (authn && p === policies.length - 1) return UNAUTHENTICATED;
+            if (authn && p === policies.length - 1) return unauthenticated(policies);
             return runFrom(pipeline, s, p + 1, ctx, onVerdict);
           }
           if (next === 'next-stage') return runFrom(pipeline, s + 1, 0, ctx, onVerdict);
@@ -58,7 +65,7 @@ function runFrom(
       const next = afterVerdict(outcome, authn);
       if (next === 'next-stage') break;
       if (next !== 'next-policy') return next;
-      if (authn && p === policies.length - 1) return UNAUTHENTICATED;
+      if (authn && p === policies.length - 1) return unauthenticated(policies);
     }
   }
   return FORWARD;

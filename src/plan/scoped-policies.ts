@@ -207,6 +207,7 @@ export function keepEstablishedCaller(inner: CompiledPolicy): CompiledPolicy {
   };
   return Object.freeze({
     name: inner.name,
+    challenge: inner.challenge,
     handle(ctx: RequestContext): Verdict | Promise<Verdict> {
       const before = ctx.identity;
       const outcome = inner.handle(ctx);

@@ -35,6 +35,11 @@ export function respond(code: ProblemCode, detail?: string, headers?: Record<str
 /** A policy compiled for one config version: immutable, `handle` only reads prepared state. */
 export interface CompiledPolicy {
   readonly name: string;
+  /**
+   * Authentication methods: the `WWW-Authenticate` challenge to offer when every method of the
+   * chain stepped aside (RFC 9110 §11.6.1), e.g. `Bearer` or `ApiKey header="x-api-key"`.
+   */
+  readonly challenge?: string;
   handle(ctx: RequestContext): Verdict | Promise<Verdict>;
 }
 

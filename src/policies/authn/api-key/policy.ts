@@ -58,6 +58,7 @@ export const apiKey: PolicyFactory<ApiKeyConfig> = {
     const unknown = respond('invalid_api_key', 'unknown API key', challenge);
     return {
       name: 'apiKey',
+      challenge: challenge['www-authenticate'],
       handle(ctx): Verdict {
         let key: string;
         let rest: string | null = null;

@@ -79,6 +79,7 @@ export const introspection: PolicyFactory<IntrospectionConfig> = {
 
     return {
       name: 'introspection',
+      challenge: 'Bearer',
       handle(ctx) {
         const token = tokenFrom(ctx, from);
         if (token === null) return SKIP;

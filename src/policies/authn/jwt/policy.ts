@@ -97,6 +97,7 @@ export const jwt: PolicyFactory<JwtConfig> = {
 
     return {
       name: 'jwt',
+      challenge: 'Bearer',
       handle(ctx) {
         const token = tokenFrom(ctx, from);
         if (token === null) return SKIP;
