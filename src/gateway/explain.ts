@@ -12,9 +12,9 @@ import { isShadowPolicy, type ShadowDenial, shadowPolicy } from '../plan/shadow.
 import type { CompiledPolicy, Stage, Verdict } from '../policies/types.ts';
 import { canonicalTarget, parseAuthority } from './canonical.ts';
 import type { Identity, RequestContext } from './context.ts';
-import { checkRawHeaders, clientAddress, requestIdFor, upstreamRequestHeaders } from './headers.ts';
+import { upstreamRequestHeaders } from './headers.ts';
 import { type PipelineResult, runPipeline } from './pipeline.ts';
-import { type Admission, upstreamPath } from './request-context.ts';
+import { type Admission, admitRequest, upstreamPath } from './request-context.ts';
 
 /** A request described rather than received on a socket. */
 export interface DescribedRequest {
@@ -71,44 +71,21 @@ const methodPattern = /^[A-Z]{1,20}$/;
 
 /** Canonicalises and routes a described request: the checks `admit` makes on a received one. */
 export function admitDescribed(plan: Plan, request: DescribedRequest): Admission {
-  const peerAddress = unmapIPv4(request.peerAddress);
-  const trustedPeer = plan.trustedProxies(peerAddress);
-  const headers = headersFromRaw(request.rawHeaders);
-  const requestId = requestIdFor(headers, trustedPeer, randomUUID);
-  const reject = (code: ProblemCode, detail: string): Admission => ({ ok: false, code, detail, requestId });
-
-  if (!methodPattern.test(request.method)) return reject('bad_request', 'method is not an HTTP method name');
-  const headerProblem = checkRawHeaders(request.rawHeaders);
-  if (headerProblem) return reject(headerProblem.code, headerProblem.detail);
-  const target = canonicalTarget(request.target);
-  if (!target.ok) return reject(target.code, target.detail);
-  const rawHost = headers.host ?? '';
-  const authority = parseAuthority(rawHost);
-  if (!authority.ok) return reject(authority.code, authority.detail);
-  const match = plan.router.match(authority.hostname, request.method, target.path);
-  if (!match) return reject('route_not_found', `no rule for ${request.method} ${target.path}`);
-  const ctx: RequestContext = {
-    id: requestId,
-    plan,
-    rule: match.value,
-    method: request.method,
-    host: authority.hostname,
-    path: target.path,
-    query: target.query,
-    params: match.params,
-    headers,
-    client: {
-      address: clientAddress(headers, peerAddress, trustedPeer, plan.trustedProxies),
-      peerAddress,
-      trustedPeer,
-    },
-    listener: request.listener,
+  if (!methodPattern.test(request.method)) {
+    return {
+      ok: false,
+      code: 'bad_request',
+      detail: 'method is not an HTTP method name',
+      requestId: randomUUID(),
+    };
+  }
+  return admitRequest(plan, {
+    ...request,
+    headers: headersFromRaw(request.rawHeaders),
     // The client's certificate, if any, ended at whoever described the request.
     peerCertificate: null,
-    identity: null,
-    upstreamHeaders: null,
-  };
-  return { ok: true, ctx, rawHost };
+    certificateRejected: false,
+  });
 }
 
 /** A policy's part in the outcome, in pipeline order. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { ProblemCode } from '../errors.ts';
 import { type CertificateIdentity, peerIdentity } from '../identity/certificate.ts';
@@ -27,36 +27,60 @@ function certificateOf(req: IncomingMessage): CertificateIdentity | null {
   return identity;
 }
 
+/** A request as admission sees it: from a listener, or described by a proxy or an operator (explain). */
+export interface RequestFacts {
+  readonly method: string;
+  /** The request target as received (origin-form). */
+  readonly target: string;
+  readonly rawHeaders: readonly string[];
+  readonly headers: IncomingHttpHeaders;
+  readonly peerAddress: string;
+  readonly listener: RequestContext['listener'];
+  readonly peerCertificate: CertificateIdentity | null;
+  /** A client certificate was presented but did not verify (clientAuth: optional). */
+  readonly certificateRejected: boolean;
+}
+
 /**
  * Turns a raw request into the canonical one and routes it, or says why it is refused.
  * Everything later (policies, forwarding, logs) uses what is computed here, once.
  */
 export function admit(req: IncomingMessage, plan: Plan, listener: RequestContext['listener']): Admission {
-  const peerAddress = unmapIPv4(req.socket.remoteAddress ?? '');
-  const trustedPeer = plan.trustedProxies(peerAddress);
-  const requestId = requestIdFor(req.headers, trustedPeer, randomUUID);
-  const reject = (code: ProblemCode, detail: string): Admission => ({ ok: false, code, detail, requestId });
-
-  const headerProblem = checkRawHeaders(req.rawHeaders);
-  if (headerProblem) return reject(headerProblem.code, headerProblem.detail);
-  const target = canonicalTarget(req.url ?? '');
-  if (!target.ok) return reject(target.code, target.detail);
-  const rawHost = req.headers.host ?? '';
-  const authority = parseAuthority(rawHost);
-  if (!authority.ok) return reject(authority.code, authority.detail);
-  const method = req.method ?? 'GET';
-  const match = plan.router.match(authority.hostname, method, target.path);
-  if (!match) return reject('route_not_found', `no rule for ${method} ${target.path}`);
-
-  const peerCertificate = listener.protocol === 'https' ? certificateOf(req) : null;
-  if (listener.protocol === 'https') {
-    const socket = req.socket as TLSSocket;
+  const tls = listener.protocol === 'https';
+  const socket = req.socket as TLSSocket;
+  return admitRequest(plan, {
+    method: req.method ?? 'GET',
+    target: req.url ?? '',
+    rawHeaders: req.rawHeaders,
+    headers: req.headers,
+    peerAddress: req.socket.remoteAddress ?? '',
+    listener,
+    peerCertificate: tls ? certificateOf(req) : null,
     // clientAuth: optional lets the handshake through without a valid certificate; one that was
     // sent but does not verify must not be treated like no certificate at all.
-    if (!socket.authorized && socket.getPeerCertificate?.()?.raw) {
-      return reject('client_certificate_invalid', 'the client certificate did not verify');
-    }
-  }
+    certificateRejected: tls && !socket.authorized && Boolean(socket.getPeerCertificate?.()?.raw),
+  });
+}
+
+/** The checks and routing of admission, for a request from any source. */
+export function admitRequest(plan: Plan, facts: RequestFacts): Admission {
+  const peerAddress = unmapIPv4(facts.peerAddress);
+  const trustedPeer = plan.trustedProxies(peerAddress);
+  const { headers, method } = facts;
+  const requestId = requestIdFor(headers, trustedPeer, randomUUID);
+  const reject = (code: ProblemCode, detail: string): Admission => ({ ok: false, code, detail, requestId });
+
+  const headerProblem = checkRawHeaders(facts.rawHeaders);
+  if (headerProblem) return reject(headerProblem.code, headerProblem.detail);
+  const target = canonicalTarget(facts.target);
+  if (!target.ok) return reject(target.code, target.detail);
+  const rawHost = headers.host ?? '';
+  const authority = parseAuthority(rawHost);
+  if (!authority.ok) return reject(authority.code, authority.detail);
+  const match = plan.router.match(authority.hostname, method, target.path);
+  if (!match) return reject('route_not_found', `no rule for ${method} ${target.path}`);
+  if (facts.certificateRejected)
+    return reject('client_certificate_invalid', 'the client certificate did not verify');
   const ctx: RequestContext = {
     id: requestId,
     plan,
@@ -66,14 +90,14 @@ export function admit(req: IncomingMessage, plan: Plan, listener: RequestContext
     path: target.path,
     query: target.query,
     params: match.params,
-    headers: req.headers,
+    headers,
     client: {
-      address: clientAddress(req.headers, peerAddress, trustedPeer, plan.trustedProxies),
+      address: clientAddress(headers, peerAddress, trustedPeer, plan.trustedProxies),
       peerAddress,
       trustedPeer,
     },
-    listener,
-    peerCertificate,
+    listener: facts.listener,
+    peerCertificate: facts.peerCertificate,
     identity: null,
     upstreamHeaders: null,
   };
