@@ -76,18 +76,19 @@ describe('pipeline observer', () => {
 describe('gatehouse explain (offline)', () => {
   let dir: string;
   let config: string;
-  let jwks: Server;
-  let jwksHits = 0;
+  let idpServer: Server;
+  let idpHits = 0;
 
   before(async () => {
-    // A key-set endpoint that counts: offline explain must never call it.
-    jwks = createServer((_req, res) => {
-      jwksHits++;
+    // An identity provider that counts: offline explain must never call it.
+    idpServer = createServer((_req, res) => {
+      idpHits++;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"keys":[]}');
     });
-    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
-    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks`;
+    await new Promise<void>((resolve) => idpServer.listen(0, '127.0.0.1', resolve));
+    const idpUrl = `http://127.0.0.1:${(idpServer.address() as AddressInfo).port}`;
+    const [jwksUrl, introspectUrl] = [`${idpUrl}/jwks`, `${idpUrl}/introspect`];
     dir = tempConfigDir('gatehouse-explain-');
     config = writeConfig(
       dir,
@@ -106,7 +107,11 @@ spec: { targets: [{ url: http://127.0.0.1:7001/base }] }
 apiVersion: gatehouse.dev/v1
 kind: IdentityProvider
 metadata: { name: corp }
-spec: { issuer: http://idp.test, jwksUri: ${jwksUrl}, audiences: [orders] }
+spec:
+  issuer: http://idp.test
+  jwksUri: ${jwksUrl}
+  audiences: [orders]
+  introspection: { endpoint: ${introspectUrl}, clientId: gw, clientSecret: { env: IDP_SECRET } }
 ---
 apiVersion: gatehouse.dev/v1
 kind: Consumer
@@ -128,6 +133,7 @@ spec:
       methods: [GET]
       authenticate: [{ jwt: { provider: corp } }, { apiKey: {} }]
       mutate: { headers: { X-User-Id: '{{ identity.sub }}' } }
+    - { path: '/opaque/{**}', authenticate: [{ introspection: { provider: corp } }] }
     - path: '/admin/{**}'
       authenticate: [{ apiKey: {} }]
       authorize: { requiredScopes: [admin] }
@@ -136,7 +142,7 @@ spec:
   });
 
   after(async () => {
-    await new Promise<void>((resolve) => jwks.close(() => resolve()));
+    await new Promise<void>((resolve) => idpServer.close(() => resolve()));
   });
 
   async function explain(args: string[]) {
@@ -200,7 +206,20 @@ spec:
     assert.match(run.stdout, /respond 503 identity_provider_unavailable/);
     assert.match(run.stdout, /identity provider not contacted offline/);
     assert.match(run.stdout, /apiKey +not-run/);
-    assert.equal(jwksHits, 0);
+    assert.equal(idpHits, 0);
+  });
+
+  test('introspection answers unavailable offline: the token is not sent anywhere', async () => {
+    const { code, e } = await explainJson([
+      'GET',
+      'http://api.test/opaque/x',
+      '-H',
+      'Authorization: Bearer opaque-123',
+    ]);
+    assert.equal(code, 1);
+    assert.equal(e.policies[0]?.code, 'identity_provider_unavailable');
+    assert.match(e.policies[0]?.note ?? '', /not contacted offline/);
+    assert.equal(idpHits, 0);
   });
 
   test('an API key: jwt steps aside, apiKey authenticates the consumer, the key is not echoed', async () => {

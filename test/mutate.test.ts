@@ -213,6 +213,25 @@ describe('mutate: headers and tokens (keys in a directory)', () => {
     assert.equal(key!.use, 'sig');
   });
 
+  test('a reload keeps the issuer: same keys, same cached token', async () => {
+    const token = async () => {
+      const res = await httpRequest(gw.port, '/orders', { headers: { 'x-api-key': partnerKey } });
+      assert.equal(res.status, 200);
+      return seenBy(res.headers['x-request-id']).headers.authorization;
+    };
+    const before = await token();
+    const reloads = gw.proc.logs().filter((l) => l.msg === 'config reloaded').length;
+    gw.proc.child.kill('SIGHUP');
+    for (
+      let i = 0;
+      i < 200 && gw.proc.logs().filter((l) => l.msg === 'config reloaded').length === reloads;
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 50));
+    assert.equal(gw.proc.logs().filter((l) => l.msg === 'config reloaded').length, reloads + 1);
+    assert.equal(await token(), before);
+  });
+
   test('keys are persisted: a restart with the same directory keeps the same kid', async () => {
     const kids = await jwksKids(gw.admin);
     const files = readdirSync(join(dir, 'keys'));

@@ -3,6 +3,7 @@ import { runExplain } from './explain.ts';
 import { runGateway } from './gateway.ts';
 import { runHashKey } from './hash-key.ts';
 import { runSchema } from './schema.ts';
+import { runToken } from './token.ts';
 import { runValidate } from './validate.ts';
 
 const usage = `gatehouse <command> [options]
@@ -17,8 +18,11 @@ Commands:
   schema [--kind <Kind>] print the JSON Schema of the resources (for editor completion)
   hash-key [--generate]  print the sha256 of an API key read from stdin, for a Consumer;
                          --generate: make a random key and print it once with its sha256
-  dev [--config <path>] [--upstream-port <n>]
-                         run the quickstart: a demo upstream and a gateway on examples/quickstart
+  dev [--config <path>] [--upstream-port <n>] [--idp-port <n>]
+                         run the quickstart: a demo identity provider, a demo upstream and a
+                         gateway on examples/quickstart
+  token [--scope <scopes>]... [--idp <issuer>]
+                         print a demo access token (JWT) from the identity provider of \`dev\`
   help                   this text
 `;
 
@@ -31,6 +35,7 @@ const commands: Record<string, Command> = {
   schema: runSchema,
   'hash-key': runHashKey,
   dev: runDev,
+  token: runToken,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -20,7 +20,7 @@ export function startDemoUpstream(port: number, host = '127.0.0.1'): Promise<Ser
       );
       const body = JSON.stringify({
         service: 'demo',
-        message: req.url?.startsWith('/hello') ? 'Hello from behind Gatehouse' : undefined,
+        message: messageFor(req.url ?? ''),
         method: req.method,
         path: req.url,
         headers: seen,
@@ -34,4 +34,10 @@ export function startDemoUpstream(port: number, host = '127.0.0.1'): Promise<Ser
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
   });
+}
+
+function messageFor(url: string): string | undefined {
+  if (url.startsWith('/hello')) return 'Hello from behind Gatehouse';
+  if (url.startsWith('/orders')) return 'Orders: only callers whose token grants demo.read get here';
+  return undefined;
 }

@@ -82,13 +82,8 @@ function decide(
   req.resume();
   const plan = state.plan;
   const peerAddress = unmapIPv4(req.socket.remoteAddress ?? '');
-  const answer = (
-    code: ProblemCode,
-    detail?: string,
-    requestId?: string,
-    headers?: Record<string, string>,
-  ) => {
-    sendProblem(res, code, { detail, requestId, headers });
+  const answer = (code: ProblemCode, detail?: string, requestId?: string) => {
+    sendProblem(res, code, { detail, requestId });
     log(state, req, res.statusCode, code, requestId ?? null, null);
   };
   // The described request is believed as told: only trusted proxies may tell it (fail closed).
