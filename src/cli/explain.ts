@@ -140,6 +140,9 @@ export function formatExplanation(e: Explanation): string {
     lines.push('           upstream headers set:');
     for (const [name, value] of Object.entries(o.set)) lines.push(`             ${name}: ${value}`);
     if (o.removed.length > 0) lines.push(`           removed: ${o.removed.join(', ')}`);
+  } else if (o.decision === 'answer') {
+    lines.push(`outcome    ANSWERED BY THE GATEWAY ${o.status}`);
+    for (const [name, value] of Object.entries(o.headers)) lines.push(`             ${name}: ${value}`);
   } else {
     lines.push(`outcome    DENY ${o.status} ${o.code}${o.detail ? `: ${o.detail}` : ''}`);
     for (const [name, value] of Object.entries(o.headers ?? {})) lines.push(`             ${name}: ${value}`);

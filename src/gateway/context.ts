@@ -54,6 +54,8 @@ export interface RequestContext {
   identity: Identity | null;
   /** Headers to set on the upstream request (null: only remove); the client's copies are removed first. */
   upstreamHeaders: Map<string, string | null> | null;
+  /** Headers added to whatever the client is answered (forwarded response, error or answer), e.g. CORS, RateLimit. */
+  responseHeaders?: Map<string, string>;
   /** Query string sent upstream when a policy changed it (e.g. removed an API key); otherwise `query`. */
   upstreamQuery?: string;
   /** The internal JWT minted for this request by `mutate.token` (header templates read it as `{{ token }}`). */
@@ -70,4 +72,10 @@ export function setUpstreamHeader(ctx: RequestContext, name: string, value: stri
 export function removeUpstreamHeader(ctx: RequestContext, name: string): void {
   ctx.upstreamHeaders ??= new Map();
   ctx.upstreamHeaders.set(name.toLowerCase(), null);
+}
+
+/** Records a header for the response to the client, whatever it turns out to be. */
+export function setResponseHeader(ctx: RequestContext, name: string, value: string): void {
+  ctx.responseHeaders ??= new Map();
+  ctx.responseHeaders.set(name.toLowerCase(), value);
 }

@@ -114,6 +114,13 @@ function decide(
         return;
       }
       const { result } = evaluation;
+      if (result.kind === 'answer') {
+        // The gateway would answer this request itself (a CORS preflight): the proxy should too.
+        res.writeHead(result.status, { ...result.headers, 'content-length': '0', 'x-request-id': ctx.id });
+        res.end();
+        log(state, req, result.status, null, ctx.id, ctx);
+        return;
+      }
       if (result.kind === 'respond') {
         sendProblem(res, result.code, { detail: result.detail, requestId: ctx.id, headers: result.headers });
         log(state, req, res.statusCode, result.code, ctx.id, ctx);

@@ -123,6 +123,12 @@ export type Outcome =
       readonly code: ProblemCode;
       readonly detail?: string;
       readonly headers?: Readonly<Record<string, string>>;
+    }
+  | {
+      /** The gateway answers itself, not an error (a CORS preflight): nothing is forwarded. */
+      readonly decision: 'answer';
+      readonly status: number;
+      readonly headers: Readonly<Record<string, string>>;
     };
 
 /** What the gateway would do with a request, and why. Plain JSON. */
@@ -343,6 +349,7 @@ function outcomeOf(
   if (evaluation.kind === 'timeout') return deny('internal_error', 'a policy did not answer in time');
   const { result } = evaluation;
   if (result.kind === 'respond') return deny(result.code, result.detail, result.headers);
+  if (result.kind === 'answer') return { decision: 'answer', status: result.status, headers: result.headers };
   const sent = upstreamRequestHeaders(rawHeaders, ctx, rawHost).map((v, i, all) =>
     i % 2 === 0 ? [v, redact(v, all[i + 1]!)] : null,
   );
@@ -440,6 +447,15 @@ function reportVerdict(
   if (verdict.kind === 'skip') {
     const note = entry.stage === 'authenticate' ? 'no credential of its kind' : 'not responsible';
     return { ...entry, verdict: 'skip', note };
+  }
+  if (verdict.kind === 'answer') {
+    return {
+      ...entry,
+      verdict: 'respond',
+      status: verdict.status,
+      headers: verdict.headers,
+      note: 'answered by the gateway',
+    };
   }
   const offline = !live && verdict.code === 'identity_provider_unavailable';
   return {

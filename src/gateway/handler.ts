@@ -78,7 +78,19 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
     const proceed = (result: Awaited<typeof verdict>) => {
       if (result.kind === 'respond') {
         outcome.error = result.code;
-        sendProblem(res, result.code, { detail: result.detail, requestId, headers: result.headers });
+        sendProblem(res, result.code, {
+          detail: result.detail,
+          requestId,
+          headers: withResponseHeaders(ctx, result.headers),
+        });
+        return;
+      }
+      if (result.kind === 'answer') {
+        res.writeHead(result.status, {
+          ...withResponseHeaders(ctx, result.headers),
+          'x-request-id': requestId,
+        });
+        res.end();
         return;
       }
       forward(state, req, res, ctx, admission.rawHost, outcome, started);
@@ -86,6 +98,15 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
     if (verdict instanceof Promise) verdict.then(proceed, (err) => fail(state, res, outcome, ctx, err));
     else proceed(verdict);
   };
+}
+
+/** A verdict's headers plus those policies recorded for every answer (CORS, rate-limit state). */
+function withResponseHeaders(
+  ctx: RequestContext,
+  headers: Readonly<Record<string, string>> | undefined,
+): Record<string, string> | undefined {
+  if (!ctx.responseHeaders) return headers;
+  return { ...Object.fromEntries(ctx.responseHeaders), ...headers };
 }
 
 function fail(state: GatewayState, res: ServerResponse, outcome: Outcome, ctx: RequestContext, err: unknown) {
@@ -150,6 +171,8 @@ function forward(
       (response) => {
         outcome.upstreamMs = performance.now() - upstreamStarted;
         const responseHeaders = downstreamResponseHeaders(response.headers);
+        if (ctx.responseHeaders)
+          for (const [name, value] of ctx.responseHeaders) responseHeaders[name] = value;
         responseHeaders['x-request-id'] = ctx.id;
         if (state.draining) responseHeaders.connection = 'close';
         res.writeHead(response.statusCode, responseHeaders);

@@ -2,7 +2,7 @@ import type { CompiledRule } from '../plan/types.ts';
 import type { CompiledPolicy, Stage, Verdict } from '../policies/types.ts';
 import type { RequestContext } from './context.ts';
 
-export type PipelineResult = { readonly kind: 'forward' } | Extract<Verdict, { kind: 'respond' }>;
+export type PipelineResult = { readonly kind: 'forward' } | Extract<Verdict, { kind: 'respond' | 'answer' }>;
 
 /** Sees each policy's verdict as it is given (explain); the request path passes none. */
 export type VerdictObserver = (stage: Stage, policy: CompiledPolicy, verdict: Verdict) => void;
@@ -72,7 +72,7 @@ function runFrom(
 }
 
 function afterVerdict(verdict: Verdict, authn: boolean): 'next-policy' | 'next-stage' | PipelineResult {
-  if (verdict.kind === 'respond') return verdict;
+  if (verdict.kind === 'respond' || verdict.kind === 'answer') return verdict;
   if (authn) return verdict.kind === 'continue' ? 'next-stage' : 'next-policy';
   // Outside authenticate, "not responsible" and "satisfied" both let the request go on.
   return 'next-policy';

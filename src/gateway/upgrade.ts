@@ -40,6 +40,7 @@ export function createUpgradeHandler(state: GatewayState, listener: RequestConte
     const proceed = (result: Awaited<ReturnType<typeof runPipeline>>) => {
       if (result.kind === 'respond')
         return refuse(result.code, result.detail, ctx.id, result.headers as Record<string, string>);
+      if (result.kind === 'answer') return refuse('bad_request', 'not an upgrade request', ctx.id);
       connect(state, req, socket, head, ctx, admission.rawHost, refuse);
     };
     try {

@@ -14,7 +14,9 @@ export type Stage = (typeof stages)[number];
  * is a bug and becomes a 500 `internal_error`, and the request is denied.
  * - continue: this policy is satisfied (an authenticator has set the identity);
  * - skip: not responsible (an authenticator found no credential of its kind);
- * - respond: stop and answer with the error.
+ * - respond: stop and answer with the error;
+ * - answer: stop and answer with this status and headers, no body — the gateway itself is the
+ *   server for this request (a CORS preflight), nothing is forwarded and it is not an error.
  */
 export type Verdict =
   | { readonly kind: 'continue' }
@@ -24,7 +26,8 @@ export type Verdict =
       readonly code: ProblemCode;
       readonly detail?: string;
       readonly headers?: Readonly<Record<string, string>>;
-    };
+    }
+  | { readonly kind: 'answer'; readonly status: number; readonly headers: Readonly<Record<string, string>> };
 
 export const CONTINUE: Verdict = Object.freeze({ kind: 'continue' });
 export const SKIP: Verdict = Object.freeze({ kind: 'skip' });
