@@ -1,4 +1,5 @@
-// Generated configurations for the benchmark targets: Gatehouse YAML (1, 10 or 10 000 rules) and nginx.
+// Generated configurations for the benchmark targets: Gatehouse YAML (1, 10 or 10 000 rules, or one
+// JWT route) and nginx.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -59,8 +60,8 @@ ${rules.join('\n')}
 `;
 }
 
-function rule(path: string, methods: string[]): string {
-  return `    - { path: ${JSON.stringify(path)}, methods: [${methods.join(', ')}], authenticate: [{ noAuth: {} }] }`;
+function rule(path: string, methods: string[], authenticate = '[{ noAuth: {} }]'): string {
+  return `    - { path: ${JSON.stringify(path)}, methods: [${methods.join(', ')}], authenticate: ${authenticate} }`;
 }
 
 /**
@@ -97,6 +98,47 @@ export function writeSingleRouteConfig(
   const yaml =
     header(listenPort, adminPort, upstreamUrl, accessLog) +
     apiRule(BENCH_RULE_NAME, null, [rule(BENCH_TEMPLATE, ['GET'])]);
+  writeFileSync(join(dir, 'gateway.yaml'), yaml);
+  return { dir, rules: 1, benchRouteId: `default/${BENCH_RULE_NAME}#0` };
+}
+
+/** The IdentityProvider of the JWT target: its key set is served by bench/jwks-server.ts. */
+export interface BenchIdentityProvider {
+  /** Resource name, referred to by the rule's `jwt.provider`. */
+  name: string;
+  issuer: string;
+  jwksUri: string;
+  audience: string;
+  algorithm: string;
+}
+
+/**
+ * The single route of writeSingleRouteConfig, but authenticated: `authenticate: [{ jwt: { provider } }]`
+ * against an IdentityProvider with an explicit jwksUri (no discovery) and default verified-token
+ * cache, so that once the benched token has been verified every request is a cache hit.
+ */
+export function writeJwtRouteConfig(
+  dir: string,
+  listenPort: number,
+  adminPort: number,
+  upstreamUrl: string,
+  idp: BenchIdentityProvider,
+): GatehouseConfig {
+  const provider = `---
+apiVersion: gatehouse.dev/v1
+kind: IdentityProvider
+metadata:
+  name: ${idp.name}
+spec:
+  issuer: ${JSON.stringify(idp.issuer)}
+  jwksUri: ${JSON.stringify(idp.jwksUri)}
+  audiences: [${JSON.stringify(idp.audience)}]
+  algorithms: [${idp.algorithm}]
+`;
+  const yaml =
+    header(listenPort, adminPort, upstreamUrl) +
+    provider +
+    apiRule(BENCH_RULE_NAME, null, [rule(BENCH_TEMPLATE, ['GET'], `[{ jwt: { provider: ${idp.name} } }]`)]);
   writeFileSync(join(dir, 'gateway.yaml'), yaml);
   return { dir, rules: 1, benchRouteId: `default/${BENCH_RULE_NAME}#0` };
 }

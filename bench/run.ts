@@ -1,6 +1,6 @@
-// The proxy benchmark: Gatehouse (1, 10 and 10 000 rules) against a bare node:http + undici proxy and
-// nginx, all in front of the same fixed-response upstream, under the same autocannon load, in
-// interleaved rounds. See bench/README.md.
+// The proxy benchmark: Gatehouse (1, 10 and 10 000 rules, and one JWT-authenticated route) against a
+// bare node:http + undici proxy and nginx, all in front of the same fixed-response upstream, under the
+// same autocannon load, in interleaved rounds. See bench/README.md.
 //
 //   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
 //                    [--rules 10000] [--json file] [--cpu-prof] [--keep] [--gatehouse-node-flags='...']
@@ -12,9 +12,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import {
+  type BenchIdentityProvider,
   BENCH_HOST,
   BENCH_PATH,
+  type GatehouseConfig,
+  writeJwtRouteConfig,
   writeManyRulesConfig,
   writeNginxConfig,
   writeSingleRouteConfig,
@@ -45,9 +49,23 @@ const MAX_PLANNED_SECONDS = 200;
 const OVERHEAD_SECONDS = 35;
 const PAUSE_MS = 300;
 
-type TargetId = 'gatehouse' | 'gatehouse-10' | 'gatehouse-many' | 'bare' | 'nginx' | 'gatehouse-nolog';
+type TargetId =
+  | 'gatehouse'
+  | 'gatehouse-jwt'
+  | 'gatehouse-10'
+  | 'gatehouse-many'
+  | 'bare'
+  | 'nginx'
+  | 'gatehouse-nolog';
 /** What a plain `npm run bench` measures. */
-const DEFAULT_TARGETS: TargetId[] = ['gatehouse', 'gatehouse-10', 'gatehouse-many', 'bare', 'nginx'];
+const DEFAULT_TARGETS: TargetId[] = [
+  'gatehouse',
+  'gatehouse-jwt',
+  'gatehouse-10',
+  'gatehouse-many',
+  'bare',
+  'nginx',
+];
 /** Also accepted by --targets: Gatehouse with its access log disabled, to see what the log costs. */
 const ALL_TARGETS: TargetId[] = [...DEFAULT_TARGETS, 'gatehouse-nolog'];
 
@@ -55,6 +73,8 @@ interface Target {
   id: TargetId;
   label: string;
   baseUrl: string;
+  /** Sent with every request on top of Host (the JWT target's Authorization). */
+  headers: Record<string, string>;
   child: Child;
   startupMs: number;
   logFile: string | null;
@@ -150,11 +170,15 @@ function parseOptions(argv: string[]): Options {
 // Targets
 
 /** One GET of the benched request; resolves with status and body. */
-function probe(baseUrl: string): Promise<{ status: number; body: string }> {
+function probe(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+  path = BENCH_PATH,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      `${baseUrl}${BENCH_PATH}`,
-      { headers: { host: BENCH_HOST }, agent: false, timeout: 5_000 },
+      `${baseUrl}${path}`,
+      { headers: { host: BENCH_HOST, ...headers }, agent: false, timeout: 5_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -171,22 +195,22 @@ function probe(baseUrl: string): Promise<{ status: number; body: string }> {
   });
 }
 
+/** Writes a Gatehouse config into `dir` for these ports. */
+type ConfigWriter = (dir: string, port: number, adminPort: number) => GatehouseConfig;
+
 async function startGatehouse(
   id: TargetId,
   label: string,
   workDir: string,
-  upstreamUrl: string,
-  rules: number,
+  writeConfig: ConfigWriter,
+  headers: Record<string, string>,
   cpuProfDir: string | null,
   nodeFlags: string[],
 ): Promise<{ target: Target; benchRouteId: string }> {
   const dir = join(workDir, id);
   mkdirSync(dir);
   const [port, adminPort] = [await freePort(), await freePort()];
-  const config =
-    rules === 1
-      ? writeSingleRouteConfig(dir, port, adminPort, upstreamUrl, id !== 'gatehouse-nolog')
-      : writeManyRulesConfig(dir, port, adminPort, upstreamUrl, rules);
+  const config = writeConfig(dir, port, adminPort);
   const logFile = join(workDir, `${id}.log`);
   const nodeArgs = [
     ...nodeFlags,
@@ -201,9 +225,21 @@ async function startGatehouse(
   );
   // The gateway validates the generated config and exits non-zero with the errors if it is invalid.
   await waitForLogLine(child, logFile, /"msg":"gateway ready"/, 90_000);
+  // Readiness also waits for identity providers' keys (the JWT target's key set, fetched at startup).
+  await waitUntil(
+    child,
+    () =>
+      probe(`http://127.0.0.1:${adminPort}`, {}, '/readyz').then(
+        (r) => (r.status === 200 ? true : null),
+        () => null,
+      ),
+    30_000,
+    '/readyz to answer 200',
+    logFile,
+  );
   const startupMs = performance.now() - started;
   return {
-    target: { id, label, baseUrl: `http://127.0.0.1:${port}`, child, startupMs, logFile },
+    target: { id, label, baseUrl: `http://127.0.0.1:${port}`, headers, child, startupMs, logFile },
     benchRouteId: config.benchRouteId,
   };
 }
@@ -229,6 +265,7 @@ async function startBare(upstreamUrl: string, cpuProfDir: string | null): Promis
     id: 'bare',
     label: child.name,
     baseUrl: `http://127.0.0.1:${port}`,
+    headers: {},
     child,
     startupMs: performance.now() - started,
     logFile: null,
@@ -259,10 +296,60 @@ async function startNginx(workDir: string, upstreamPort: number): Promise<Target
     id: 'nginx',
     label: 'nginx',
     baseUrl,
+    headers: {},
     child,
     startupMs: performance.now() - started,
     logFile: null,
   };
+}
+
+/** What the JWT target authenticates against, and the one token every one of its requests carries. */
+interface BenchIdentity {
+  idp: BenchIdentityProvider;
+  token: string;
+  jwks: Child;
+}
+
+/**
+ * An ES256 key pair made here: the public half is published by bench/jwks-server.ts (its own
+ * process), the private half signs one token valid for a day, with the provider's iss and aud.
+ */
+async function startIdentity(): Promise<BenchIdentity> {
+  const kid = 'bench-es256';
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' };
+  const jwks = start(
+    'JWKS server',
+    process.execPath,
+    [join(benchDir, 'jwks-server.ts'), '--keys', JSON.stringify([publicJwk]), '--exit-with-stdin'],
+    { stdinPipe: true },
+  );
+  const port = await waitForReadyPort(jwks);
+  const idp: BenchIdentityProvider = {
+    name: 'bench',
+    issuer: 'https://idp.bench.test/',
+    jwksUri: `http://127.0.0.1:${port}/jwks`,
+    audience: 'bench-api',
+    algorithm: 'ES256',
+  };
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ scope: 'orders:read accounts:read' })
+    .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
+    .setIssuer(idp.issuer)
+    .setAudience(idp.audience)
+    .setSubject('bench-user-0001')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 86_400)
+    .sign(privateKey);
+  return { idp, token, jwks };
+}
+
+/** Key sets the JWKS server has served so far (it prints one line per fetch). */
+function jwksFetches(identity: BenchIdentity): number {
+  return identity.jwks
+    .stdout()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"jwks served"')).length;
 }
 
 function nginxVersion(): string {
@@ -308,7 +395,7 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
     const instance = autocannon(
       {
         url: `${target.baseUrl}${BENCH_PATH}`,
-        headers: { host: BENCH_HOST },
+        headers: { host: BENCH_HOST, ...target.headers },
         connections,
         pipelining: 1,
         duration: seconds,
@@ -576,6 +663,10 @@ async function main(): Promise<number> {
   const upstreamUrl = `http://127.0.0.1:${upstreamPort}`;
   log(`upstream on ${upstreamUrl}`);
 
+  // The JWT target's identity provider: a key set server and one signed token.
+  const identity = targets.includes('gatehouse-jwt') ? await startIdentity() : null;
+  if (identity) log(`JWKS on ${identity.idp.jwksUri}, token of ${identity.token.length} bytes`);
+
   const started: Target[] = [];
   const routeIds = new Map<TargetId, string>();
   for (const id of targets) {
@@ -583,20 +674,30 @@ async function main(): Promise<number> {
     if (id === 'bare') target = await startBare(upstreamUrl, cpuProfDir);
     else if (id === 'nginx') target = await startNginx(workDir, upstreamPort);
     else {
-      const rules =
-        id === 'gatehouse' || id === 'gatehouse-nolog' ? 1 : id === 'gatehouse-10' ? 10 : opts.rules;
-      const label =
-        id === 'gatehouse'
-          ? 'Gatehouse, 1 noAuth route'
-          : id === 'gatehouse-nolog'
-            ? 'Gatehouse, 1 route, access log off'
-            : `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
+      let label: string;
+      let writeConfig: ConfigWriter;
+      let headers: Record<string, string> = {};
+      if (id === 'gatehouse' || id === 'gatehouse-nolog') {
+        label = id === 'gatehouse' ? 'Gatehouse, 1 noAuth route' : 'Gatehouse, 1 route, access log off';
+        writeConfig = (dir, port, adminPort) =>
+          writeSingleRouteConfig(dir, port, adminPort, upstreamUrl, id !== 'gatehouse-nolog');
+      } else if (id === 'gatehouse-jwt') {
+        const { idp, token } = identity!;
+        label = 'Gatehouse, JWT route (warm cache)';
+        writeConfig = (dir, port, adminPort) => writeJwtRouteConfig(dir, port, adminPort, upstreamUrl, idp);
+        headers = { authorization: `Bearer ${token}` };
+      } else {
+        const rules = id === 'gatehouse-10' ? 10 : opts.rules;
+        label = `Gatehouse, ${rules.toLocaleString('en-US')} rules`;
+        writeConfig = (dir, port, adminPort) =>
+          writeManyRulesConfig(dir, port, adminPort, upstreamUrl, rules);
+      }
       const g = await startGatehouse(
         id,
         label,
         workDir,
-        upstreamUrl,
-        rules,
+        writeConfig,
+        headers,
         cpuProfDir,
         opts.gatehouseNodeFlags,
       );
@@ -611,13 +712,27 @@ async function main(): Promise<number> {
   // Every target must answer the benched request with the upstream's body before it is measured, and
   // Gatehouse must have routed it to the intended rule (not to some other rule that happens to match).
   for (const t of started) {
-    const r = await probe(t.baseUrl);
+    const r = await probe(t.baseUrl, t.headers);
     if (r.status !== 200 || r.body !== UPSTREAM_BODY) {
       throw new Error(`${t.label}: probe answered ${r.status} ${r.body.slice(0, 300)}`);
     }
+    // The JWT route must really authenticate: without the token, or with a tampered one, it is a 401.
+    if (t.id === 'gatehouse-jwt') {
+      const token = identity!.token;
+      const tampered = `${token.slice(0, -4)}${token.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+      for (const [what, headers] of [
+        ['without a token', {}],
+        ['with a tampered token', { authorization: `Bearer ${tampered}` }],
+      ] as const) {
+        const refused = await probe(t.baseUrl, headers);
+        if (refused.status !== 401)
+          throw new Error(`${t.label}: ${what} answered ${refused.status}, expected 401`);
+      }
+    }
     const routeId = routeIds.get(t.id);
     if (routeId && t.logFile) {
-      await waitForLogLine(t.child, t.logFile, new RegExp(`"route":"${routeId}"`), 5_000);
+      // The 200 itself (the JWT target's refused probes log the same route with a 401).
+      await waitForLogLine(t.child, t.logFile, new RegExp(`"route":"${routeId}".*"status":200,`), 5_000);
     }
   }
   log('every target answers the benched request with the upstream body');
@@ -655,6 +770,7 @@ async function main(): Promise<number> {
   const by = (id: TargetId) => summaries.find((s) => s.target.id === id);
   const ratios = [
     ratio('Gatehouse 1 noAuth route / bare proxy', 0.9, by('gatehouse'), by('bare')),
+    ratio('Gatehouse JWT (warm cache) / noAuth', 0.85, by('gatehouse-jwt'), by('gatehouse')),
     ratio(
       `Gatehouse ${opts.rules.toLocaleString('en-US')} rules / 10 rules`,
       0.95,
@@ -680,7 +796,11 @@ async function main(): Promise<number> {
       `autocannon 9; 1-min load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`,
     `load: GET ${BENCH_PATH} (Host: ${BENCH_HOST}), ${opts.connections} connections, pipelining 1, ` +
       `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; ` +
-      `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes`,
+      `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes` +
+      (identity
+        ? `; the JWT target also gets Authorization: Bearer <one ES256 JWT, ${identity.token.length} bytes>, ` +
+          `key set fetched ${jwksFetches(identity)} time(s) by the gateway`
+        : ''),
     '',
     renderTable(summaries, ratios),
     '',
