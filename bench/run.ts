@@ -4,6 +4,7 @@
 //
 //   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
 //                    [--rules 10000] [--json file] [--cpu-prof] [--keep] [--gatehouse-node-flags='...']
+import { gatewayNodeFlags } from '../src/cli/node-flags.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -213,6 +214,7 @@ async function startGatehouse(
   const config = writeConfig(dir, port, adminPort);
   const logFile = join(workDir, `${id}.log`);
   const nodeArgs = [
+    ...gatewayNodeFlags,
     ...nodeFlags,
     ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, id)] : []),
   ];
@@ -250,6 +252,8 @@ async function startBare(upstreamUrl: string, cpuProfDir: string | null): Promis
     'bare node:http + undici',
     process.execPath,
     [
+      // The same V8 flags as the gateway ships with: the floor is measured on the same footing.
+      ...gatewayNodeFlags,
       ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'bare')] : []),
       join(benchDir, 'bare-proxy.ts'),
       '--upstream',

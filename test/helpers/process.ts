@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gatewayNodeFlags } from '../../src/cli/node-flags.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const cliPath = join(repoRoot, 'src/cli/main.ts');
@@ -45,7 +46,7 @@ export interface RunningProcess {
 
 /** Runs `gatehouse <args>` as a real process with the same Node that runs the tests. */
 export function runCli(args: string[], env: Record<string, string> = {}): RunningProcess {
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const child = spawn(process.execPath, [...gatewayNodeFlags, cliPath, ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
