@@ -88,9 +88,11 @@ describe('jwt verifier', () => {
   it('accepts a valid token, then answers it synchronously from the cache', async () => {
     const v = await activated();
     const token = await sign({ scope: 'read write' });
+    assert.equal(v.cached(token), undefined, 'nothing cached before the first verification');
     const first = v.verify(token);
     assert.ok(first instanceof Promise);
     const check = await first;
+    assert.equal(v.cached(token), check, 'cached() answers a verified token without other work');
     assert.ok(check.ok);
     assert.equal(check.claims.sub, 'alice');
     assert.equal(check.expiresAt, (nowSeconds() + 3600) * 1000);

@@ -106,6 +106,11 @@ class KeySetJwtVerifier implements JwtVerifier {
     return !this.#activated || this.#keySet.state() === 'usable';
   }
 
+  cached(token: string): CredentialCheck | undefined {
+    if (!this.#activated || this.#keySet.state() === 'expired') return undefined;
+    return this.#cache.get(VerifiedTokenCache.keyOf(token));
+  }
+
   verify(token: string): CredentialCheck | Promise<CredentialCheck> {
     if (!this.#activated) return NOT_ACTIVE;
     // Past the grace period even cached answers stop: the keys they were checked with may be revoked.

@@ -25,6 +25,8 @@ export interface JwtVerifier {
   ready(): boolean;
   /** Sync on a verified-token cache hit; a promise otherwise. */
   verify(token: string): CredentialCheck | Promise<CredentialCheck>;
+  /** The answer for a token verified before and still cached, without any other work; else undefined. */
+  cached(token: string): CredentialCheck | undefined;
   close(): void;
 }
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { CredentialCheck } from './types.ts';
 
@@ -20,7 +20,8 @@ export class VerifiedTokenCache {
 
   /** The cache key of a token. */
   static keyOf(token: string): string {
-    return createHash('sha256').update(token).digest('base64url');
+    // One-shot hash: a third cheaper than createHash().update().digest() on the request path.
+    return hash('sha256', token, 'base64url');
   }
 
   get(key: string): Verified | undefined {

@@ -102,6 +102,9 @@ export const jwt: PolicyFactory<JwtConfig> = {
         const token = tokenFrom(ctx, from);
         if (token === null) return SKIP;
         if (!bearerTokenSyntax.test(token)) return MALFORMED; // present but unusable: no fallthrough
+        // A token verified before is answered first: the hot path of a warm route is one hash and one lookup.
+        const hit = verifier.cached(token);
+        if (hit !== undefined) return verdictFor(ctx, hit);
         if (!looksLikeJwt(token)) return SKIP; // an opaque token: another method's
         const check = verifier.verify(token);
         if (check instanceof Promise) return check.then((c) => verdictFor(ctx, c));
