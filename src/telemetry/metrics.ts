@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { RequestStats } from './request-stats.ts';
 
 /**
  * Every Prometheus metric the gateway exports, declared in one place (see docs/metrics.md).
@@ -6,19 +7,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
  */
 export function createGatewayMetrics() {
   const registry = new Registry();
-  const requests = new Counter({
-    name: 'gatehouse_requests_total',
-    help: 'Requests answered, by rule, method and status class.',
-    labelNames: ['route', 'method', 'status_class'] as const,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: 'gatehouse_request_duration_seconds',
-    help: 'Time from request received to response finished, by rule.',
-    labelNames: ['route'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
+  const requestStats = new RequestStats();
+  requestStats.register(registry);
   const upstreamErrors = new Counter({
     name: 'gatehouse_upstream_errors_total',
     help: 'Upstream calls that failed, by upstream and kind (connect, reset, timeout, bad_response).',
@@ -53,30 +43,15 @@ export function createGatewayMetrics() {
     labelNames: ['policy', 'route', 'code'] as const,
     registers: [registry],
   });
-  // Label children by route, method and status class, looked up once: prom-client's labels()
-  // hashes the label values on every call, which showed in the request path's profile.
-  type Child = { inc(): void; observe?(v: number): void };
-  const children = new Map<string, { count: Child; duration: { observe(v: number): void } }>();
-  function observeRequest(route: string, method: string, status: string, seconds: number): void {
-    const key = `${route}\u0000${method}\u0000${status}`;
-    let child = children.get(key);
-    if (!child) {
-      if (children.size > 10_000) children.clear(); // bounded: methods are client-chosen
-      child = { count: requests.labels(route, method, status), duration: duration.labels(route) };
-      children.set(key, child);
-    }
-    child.count.inc();
-    child.duration.observe(seconds);
-  }
   return {
     registry,
-    requests,
-    duration,
     upstreamErrors,
     planInfo,
     reloads,
     shadowDenials,
-    observeRequest,
+    /** One answered request: counted and its latency observed (see RequestStats). */
+    observeRequest: (route: string, method: string, status: string, seconds: number) =>
+      requestStats.observe(route, method, status, seconds),
     setInFlightSource(source: () => number) {
       inFlightSource = source;
     },
