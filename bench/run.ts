@@ -22,6 +22,7 @@ import {
   writeJwtRouteConfig,
   writeManyRulesConfig,
   writeNginxConfig,
+  writeRateLimitRouteConfig,
   writeSingleRouteConfig,
 } from './configs.ts';
 import {
@@ -57,7 +58,10 @@ type TargetId =
   | 'gatehouse-many'
   | 'bare'
   | 'nginx'
-  | 'gatehouse-nolog';
+  | 'gatehouse-nolog'
+  | 'gatehouse-rl-local'
+  | 'gatehouse-rl-redis'
+  | 'gatehouse-rl-batched';
 /** What a plain `npm run bench` measures. */
 const DEFAULT_TARGETS: TargetId[] = [
   'gatehouse',
@@ -67,8 +71,19 @@ const DEFAULT_TARGETS: TargetId[] = [
   'bare',
   'nginx',
 ];
-/** Also accepted by --targets: Gatehouse with its access log disabled, to see what the log costs. */
-const ALL_TARGETS: TargetId[] = [...DEFAULT_TARGETS, 'gatehouse-nolog'];
+/**
+ * Also accepted by --targets: Gatehouse with its access log disabled, to see what the log costs; the
+ * noAuth route with a rate limit that never triggers, counted locally, in Redis (REDIS_URL, default
+ * redis://127.0.0.1:6379), and in Redis with local batching.
+ */
+const ALL_TARGETS: TargetId[] = [
+  ...DEFAULT_TARGETS,
+  'gatehouse-nolog',
+  'gatehouse-rl-local',
+  'gatehouse-rl-redis',
+  'gatehouse-rl-batched',
+];
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 interface Target {
   id: TargetId;
@@ -685,6 +700,20 @@ async function main(): Promise<number> {
         label = id === 'gatehouse' ? 'Gatehouse, 1 noAuth route' : 'Gatehouse, 1 route, access log off';
         writeConfig = (dir, port, adminPort) =>
           writeSingleRouteConfig(dir, port, adminPort, upstreamUrl, id !== 'gatehouse-nolog');
+      } else if (
+        id === 'gatehouse-rl-local' ||
+        id === 'gatehouse-rl-redis' ||
+        id === 'gatehouse-rl-batched'
+      ) {
+        const backend =
+          id === 'gatehouse-rl-local' ? 'local' : id === 'gatehouse-rl-redis' ? 'redis' : 'batched';
+        label = `Gatehouse, noAuth + rate limit (${backend === 'batched' ? 'redis, batched' : backend})`;
+        // Counters expire within a second (the limit's window); the prefix keeps runs apart. Timeout
+        // 1s, not the default 50ms: at full load on a shared 2-core machine the gateway's own event
+        // loop now and then falls that far behind, and those 503s are not what is measured here.
+        const redis = { url: REDIS_URL, prefix: `gatehouse-bench:${process.pid}:${id}:`, timeout: '1s' };
+        writeConfig = (dir, port, adminPort) =>
+          writeRateLimitRouteConfig(dir, port, adminPort, upstreamUrl, backend, redis);
       } else if (id === 'gatehouse-jwt') {
         const { idp, token } = identity!;
         label = 'Gatehouse, JWT route (warm cache)';
@@ -784,6 +813,9 @@ async function main(): Promise<number> {
     ratio('Gatehouse 1 noAuth route / nginx', null, by('gatehouse'), by('nginx')),
     ratio('bare proxy / nginx', null, by('bare'), by('nginx')),
     ratio('Gatehouse access log on / off', null, by('gatehouse'), by('gatehouse-nolog')),
+    ratio('rate limit, local / noAuth', 0.9, by('gatehouse-rl-local'), by('gatehouse')),
+    ratio('rate limit, redis / noAuth', 0.7, by('gatehouse-rl-redis'), by('gatehouse')),
+    ratio('rate limit, redis batched / noAuth', 0.7, by('gatehouse-rl-batched'), by('gatehouse')),
   ].filter((r): r is Ratio => r !== null);
 
   // Gatehouse logs one line per request; a quick check that the access log really was written.

@@ -14,9 +14,13 @@ export const problems = {
   forbidden: { status: 403, title: 'Access denied' },
   insufficient_scope: { status: 403, title: 'Token lacks a required scope' },
   client_certificate_invalid: { status: 403, title: 'Client certificate not accepted' },
+  ip_not_allowed: { status: 403, title: 'Client address not allowed' },
+  cors_rejected: { status: 403, title: 'Cross-origin request not allowed' },
+  egress_denied: { status: 403, title: 'Destination not allowed' },
   route_not_found: { status: 404, title: 'No route matches the request' },
   request_timeout: { status: 408, title: 'Request not received in time' },
   payload_too_large: { status: 413, title: 'Request body too large' },
+  rate_limited: { status: 429, title: 'Too many requests' },
   header_too_large: { status: 431, title: 'Request headers too large' },
   internal_error: { status: 500, title: 'Internal gateway error' },
   upstream_reset: { status: 502, title: 'Upstream closed the connection' },
@@ -24,6 +28,11 @@ export const problems = {
   upstream_unavailable: { status: 503, title: 'Upstream not reachable' },
   shutting_down: { status: 503, title: 'Gateway is shutting down' },
   identity_provider_unavailable: { status: 503, title: 'Credential could not be checked' },
+  rate_limit_unavailable: { status: 503, title: 'Rate limit could not be checked' },
+  upstream_credential_unavailable: {
+    status: 503,
+    title: 'Credential for the upstream could not be obtained',
+  },
   upstream_timeout: { status: 504, title: 'Upstream did not answer in time' },
 } as const satisfies Record<string, { status: number; title: string }>;
 

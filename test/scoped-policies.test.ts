@@ -140,7 +140,7 @@ describe('Policy resources (compile)', () => {
         'spec.targetRef.name: kind APIRule needs a name or a selector',
         'spec.authenticate: not allowed in shadow mode',
         'spec.mutate: not allowed in shadow mode',
-        'spec: a Policy sets at least one of: authenticate, authorize, mutate',
+        'spec: a Policy sets at least one of: request, authenticate, authorize, rateLimit, mutate',
       ],
     );
     assert.match(problems[3]!, new RegExp(`^policies\\.yaml:${lineOf(text, '  authenticate: [{ noAuth')}:`));

@@ -1,23 +1,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
 import type { ProblemCode } from '../errors.ts';
-import type { Plan } from '../plan/types.ts';
+import type { Plan, RetryReason } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { type AccessEntry, createAccessLog } from '../telemetry/access-log.ts';
 import { type GatewayMetrics, statusClass } from '../telemetry/metrics.ts';
 import type { RequestContext } from './context.ts';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
+import { applyResponseHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { runPipeline } from './pipeline.ts';
-import type { PoolRegistry } from './pools.ts';
 import { admit, upstreamPath } from './request-context.ts';
 import { sendProblem } from './respond.ts';
-import { classifyUpstreamError } from './upstream-errors.ts';
+import { setHostHeader } from './upstream/host.ts';
+import type { LiveUpstream } from './upstream/live-upstream.ts';
+import type { UpstreamRegistry } from './upstream/registry.ts';
+import { failureReason, retryable, statusReason } from './upstream/retry.ts';
+import type { TargetRuntime } from './upstream/target.ts';
+import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.ts';
 
 /** What the request path needs from the running gateway. */
 export interface GatewayState {
   /** The plan new requests start on; each request keeps the one it started with. */
   readonly plan: Plan;
-  readonly pools: PoolRegistry;
+  readonly upstreams: UpstreamRegistry;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   readonly draining: boolean;
@@ -112,7 +117,7 @@ function withResponseHeaders(
 function fail(state: GatewayState, res: ServerResponse, outcome: Outcome, ctx: RequestContext, err: unknown) {
   state.logger.error({ err, requestId: ctx.id, route: ctx.rule.id }, 'policy threw: request denied');
   outcome.error = 'internal_error';
-  sendProblem(res, 'internal_error', { requestId: ctx.id });
+  sendProblem(res, 'internal_error', { requestId: ctx.id, headers: withResponseHeaders(ctx, undefined) });
 }
 
 function forward(
@@ -126,7 +131,7 @@ function forward(
 ): void {
   const { plan } = ctx;
   const upstream = ctx.rule.upstream;
-  const max = plan.limits.maxBodyBytes;
+  const max = ctx.rule.maxBodyBytes ?? plan.limits.maxBodyBytes;
   const lengthHeader = req.headers['content-length'];
   let body: Readable | null = null;
   if (lengthHeader !== undefined) {
@@ -136,6 +141,7 @@ function forward(
       sendProblem(res, 'payload_too_large', {
         detail: `limit is ${max} bytes`,
         requestId: ctx.id,
+        headers: withResponseHeaders(ctx, undefined),
         close: true,
       });
       return;
@@ -147,79 +153,268 @@ function forward(
   } else if (req.headers['transfer-encoding'] !== undefined) {
     body = Readable.from(limitedBody(req, max, outcome), { objectMode: false });
   }
+  const live = state.upstreams.get(upstream);
+  const target = live.pick(ctx, null);
+  if (target === null) {
+    noHealthyTarget(state, res, ctx, outcome, body !== null);
+    return;
+  }
+  if (live.retryBudget !== null) live.countRequest();
   const headers = upstreamRequestHeaders(req.rawHeaders, ctx, rawHost);
+  if (retryable(upstream.retries, ctx.method, body !== null)) {
+    forwardWithRetries(state, res, ctx, live, target, headers, outcome, started);
+    return;
+  }
+  // One try. This is the path of most requests: keep it free of allocations beyond the call itself.
+  if (target.hostHeader !== upstream.hostHeader && !upstream.preserveHost)
+    setHostHeader(headers, target.hostHeader);
+  const tracked = live.tracked;
   const abort = new AbortController();
   let upstreamBody: Readable | null = null;
   res.once('close', () => {
+    if (tracked) live.release(target);
     if (res.writableFinished) return;
     abort.abort();
     if (upstreamBody && !upstreamBody.readableEnded) upstreamBody.destroy();
   });
+  if (tracked) live.begin(target);
   const upstreamStarted = performance.now();
-  state.pools
-    .get(upstream)
-    .request({
-      method: ctx.method,
-      path: upstreamPath(ctx),
-      headers,
-      body,
-      signal: abort.signal,
-      headersTimeout: ctx.rule.responseTimeoutMs,
-      bodyTimeout: upstream.idleTimeoutMs,
-    })
-    .then(
-      (response) => {
-        outcome.upstreamMs = performance.now() - upstreamStarted;
-        const responseHeaders = downstreamResponseHeaders(response.headers);
-        if (ctx.responseHeaders)
-          for (const [name, value] of ctx.responseHeaders) responseHeaders[name] = value;
-        responseHeaders['x-request-id'] = ctx.id;
-        if (state.draining) responseHeaders.connection = 'close';
-        res.writeHead(response.statusCode, responseHeaders);
-        const body = response.body;
-        upstreamBody = body;
-        const length = response.headers['content-length'];
-        const bodyless = ctx.method === 'HEAD' || response.statusCode === 204 || response.statusCode === 304;
-        if (length !== undefined || bodyless) outcome.bytesOut = bodyless ? 0 : Number(length);
-        else
-          body.on('data', (chunk: Buffer) => {
-            outcome.bytesOut += chunk.length;
-          });
-        body.once('error', (err) => {
-          const { failure } = classifyUpstreamError(err);
-          state.metrics.upstreamErrors.labels(upstream.id, failure).inc();
-          res.destroy();
-        });
-        body.pipe(res);
-      },
-      (err: unknown) => {
-        outcome.upstreamMs = performance.now() - upstreamStarted;
+  const options: TargetRequest = {
+    method: ctx.method,
+    path: upstreamPath(ctx),
+    headers,
+    body,
+    signal: abort.signal,
+    headersTimeout: ctx.rule.responseTimeoutMs,
+    bodyTimeout: upstream.idleTimeoutMs,
+    servername: target.servername,
+  };
+  target.pool.request(options).then(
+    (response) => {
+      if (tracked) live.settle(target, response.statusCode < 500);
+      outcome.upstreamMs = performance.now() - upstreamStarted;
+      upstreamBody = deliver(state, res, ctx, outcome, response);
+    },
+    (err: unknown) => {
+      outcome.upstreamMs = performance.now() - upstreamStarted;
+      const tooLarge =
+        err instanceof BodyTooLarge || (err as { cause?: unknown }).cause instanceof BodyTooLarge;
+      if (res.destroyed || tooLarge) {
+        if (tracked) live.settle(target, null);
         if (res.destroyed) return; // the client went away: nothing to answer
-        if (err instanceof BodyTooLarge || (err as { cause?: unknown }).cause instanceof BodyTooLarge) {
-          outcome.error = 'payload_too_large';
-          sendProblem(res, 'payload_too_large', {
-            detail: `limit is ${max} bytes`,
-            requestId: ctx.id,
-            close: true,
-          });
+        outcome.error = 'payload_too_large';
+        sendProblem(res, 'payload_too_large', {
+          detail: `limit is ${max} bytes`,
+          requestId: ctx.id,
+          headers: withResponseHeaders(ctx, undefined),
+          close: true,
+        });
+        return;
+      }
+      const { failure, code } = classifyUpstreamError(err);
+      if (tracked) live.settle(target, false);
+      answerUpstreamFailure(state, res, ctx, outcome, err, failure, code, {
+        started,
+        tries: 1,
+        close: body !== null && !req.readableEnded,
+      });
+    },
+  );
+}
+
+/** undici reads `servername` (SNI and the name the certificate is checked against); its types omit it. */
+type TargetRequest = Dispatcher.RequestOptions & { servername: string | undefined };
+
+/**
+ * A request that may be retried (docs/decisions/0006): it has no body, so nothing was streamed
+ * upstream that a retry would lack. Each retry goes to a target not tried yet when one is available,
+ * within the retry budget, and all tries share the rule's response timeout. A retried answer's body
+ * is thrown away; the client sees only the last try.
+ */
+function forwardWithRetries(
+  state: GatewayState,
+  res: ServerResponse,
+  ctx: RequestContext,
+  live: LiveUpstream,
+  first: TargetRuntime,
+  headers: string[],
+  outcome: Outcome,
+  started: number,
+): void {
+  const upstream = live.config;
+  const policy = upstream.retries!;
+  const tracked = live.tracked;
+  const abort = new AbortController();
+  const tried: TargetRuntime[] = [];
+  const path = upstreamPath(ctx);
+  const upstreamStarted = performance.now();
+  const deadline = upstreamStarted + ctx.rule.responseTimeoutMs;
+  let retriesLeft = policy.attempts;
+  let current = first;
+  let calling = false;
+  let upstreamBody: Readable | null = null;
+  const release = () => {
+    if (!calling) return;
+    calling = false;
+    if (tracked) live.release(current);
+  };
+  res.once('close', () => {
+    release();
+    if (res.writableFinished) return;
+    abort.abort();
+    if (upstreamBody && !upstreamBody.readableEnded) upstreamBody.destroy();
+  });
+  const retryTarget = (reason: RetryReason): TargetRuntime | null => {
+    if (retriesLeft === 0 || !policy.on.has(reason) || res.destroyed) return null;
+    if (deadline - performance.now() < 1) return null;
+    const next = live.pick(ctx, tried);
+    if (next === null) return null;
+    if (!live.takeRetry()) {
+      state.metrics.upstreamRetryBudgetExhausted.labels(upstream.id).inc();
+      return null;
+    }
+    retriesLeft--;
+    state.metrics.upstreamRetries.labels(upstream.id, reason).inc();
+    return next;
+  };
+  const attempt = (target: TargetRuntime) => {
+    current = target;
+    calling = true;
+    tried.push(target);
+    if (!upstream.preserveHost) setHostHeader(headers, target.hostHeader);
+    if (tracked) live.begin(target);
+    const remaining = Math.max(1, Math.ceil(deadline - performance.now()));
+    const options: TargetRequest = {
+      method: ctx.method,
+      path,
+      headers,
+      body: null,
+      signal: abort.signal,
+      headersTimeout:
+        policy.perTryTimeoutMs === null ? remaining : Math.min(policy.perTryTimeoutMs, remaining),
+      bodyTimeout: upstream.idleTimeoutMs,
+      servername: target.servername,
+    };
+    target.pool.request(options).then(
+      (response) => {
+        if (tracked) live.settle(target, response.statusCode < 500);
+        const reason = statusReason(response.statusCode);
+        const next = reason === null ? null : retryTarget(reason);
+        if (next !== null) {
+          release();
+          response.body.dump().catch(() => {});
+          attempt(next);
           return;
         }
+        outcome.upstreamMs = performance.now() - upstreamStarted;
+        upstreamBody = deliver(state, res, ctx, outcome, response);
+      },
+      (err: unknown) => {
+        if (res.destroyed) {
+          if (tracked) live.settle(target, null);
+          release();
+          outcome.upstreamMs = performance.now() - upstreamStarted;
+          return; // the client went away: nothing to answer
+        }
         const { failure, code } = classifyUpstreamError(err);
-        state.metrics.upstreamErrors.labels(upstream.id, failure).inc();
-        state.logger.warn(
-          {
-            requestId: ctx.id,
-            upstream: upstream.id,
-            failure,
-            err: (err as Error).message,
-            ms: Math.round(performance.now() - started),
-          },
-          'upstream call failed',
-        );
-        outcome.error = code;
-        sendProblem(res, code, { requestId: ctx.id, close: body !== null && !req.readableEnded });
+        if (tracked) live.settle(target, false);
+        release();
+        const reason = failureReason(failure);
+        const next = reason === null ? null : retryTarget(reason);
+        if (next !== null) {
+          state.metrics.upstreamErrors.labels(upstream.id, failure).inc();
+          attempt(next);
+          return;
+        }
+        outcome.upstreamMs = performance.now() - upstreamStarted;
+        answerUpstreamFailure(state, res, ctx, outcome, err, failure, code, {
+          started,
+          tries: tried.length,
+          close: false,
+        });
       },
     );
+  };
+  attempt(first);
+}
+
+/** Streams an upstream answer to the client; returns its body (a client that leaves stops it). */
+function deliver(
+  state: GatewayState,
+  res: ServerResponse,
+  ctx: RequestContext,
+  outcome: Outcome,
+  response: Dispatcher.ResponseData,
+): Readable {
+  const responseHeaders = downstreamResponseHeaders(response.headers);
+  applyResponseHeaders(responseHeaders, ctx);
+  responseHeaders['x-request-id'] = ctx.id;
+  if (state.draining) responseHeaders.connection = 'close';
+  res.writeHead(response.statusCode, responseHeaders);
+  const body = response.body;
+  const length = response.headers['content-length'];
+  const bodyless = ctx.method === 'HEAD' || response.statusCode === 204 || response.statusCode === 304;
+  if (length !== undefined || bodyless) outcome.bytesOut = bodyless ? 0 : Number(length);
+  else
+    body.on('data', (chunk: Buffer) => {
+      outcome.bytesOut += chunk.length;
+    });
+  body.once('error', (err) => {
+    const { failure } = classifyUpstreamError(err);
+    state.metrics.upstreamErrors.labels(ctx.rule.upstream.id, failure).inc();
+    res.destroy();
+  });
+  body.pipe(res);
+  return body;
+}
+
+function answerUpstreamFailure(
+  state: GatewayState,
+  res: ServerResponse,
+  ctx: RequestContext,
+  outcome: Outcome,
+  err: unknown,
+  failure: UpstreamFailure,
+  code: ProblemCode,
+  how: { started: number; tries: number; close: boolean },
+): void {
+  const upstream = ctx.rule.upstream;
+  state.metrics.upstreamErrors.labels(upstream.id, failure).inc();
+  state.logger.warn(
+    {
+      requestId: ctx.id,
+      upstream: upstream.id,
+      failure,
+      err: (err as Error).message,
+      tries: how.tries,
+      ms: Math.round(performance.now() - how.started),
+    },
+    'upstream call failed',
+  );
+  outcome.error = code;
+  sendProblem(res, code, {
+    requestId: ctx.id,
+    headers: withResponseHeaders(ctx, undefined),
+    close: how.close,
+  });
+}
+
+/** Every target is unhealthy, ejected or has its circuit open: nothing is called. */
+function noHealthyTarget(
+  state: GatewayState,
+  res: ServerResponse,
+  ctx: RequestContext,
+  outcome: Outcome,
+  hasBody: boolean,
+): void {
+  state.metrics.upstreamErrors.labels(ctx.rule.upstream.id, 'no_healthy_target').inc();
+  outcome.error = 'upstream_unavailable';
+  sendProblem(res, 'upstream_unavailable', {
+    detail: 'no healthy target',
+    requestId: ctx.id,
+    headers: withResponseHeaders(ctx, undefined),
+    close: hasBody,
+  });
 }
 
 function record(

@@ -187,3 +187,29 @@ export function downstreamResponseHeaders(
   }
   return out;
 }
+
+/**
+ * Adds what policies recorded for the client's answer (`ctx.responseHeaders`) to a forwarded
+ * response. `Vary` is merged with the upstream's rather than replaced (a cache must keep varying on
+ * what the upstream said). On a rule with a CORS policy the gateway alone speaks CORS: the
+ * upstream's own `Access-Control-*` headers are dropped, or they could allow what the policy does
+ * not (any origin, with credentials).
+ */
+export function applyResponseHeaders(target: Record<string, string | string[]>, ctx: RequestContext): void {
+  if (ctx.rule.corsPreflights)
+    for (const name of Object.keys(target)) if (name.startsWith('access-control-')) delete target[name];
+  if (!ctx.responseHeaders) return;
+  for (const [name, value] of ctx.responseHeaders)
+    target[name] = name === 'vary' && target.vary !== undefined ? mergeVary(target.vary, value) : value;
+}
+
+/** The union of two Vary values, each field name once (case-insensitive); `*` absorbs everything. */
+function mergeVary(upstream: string | string[], added: string): string {
+  const names = new Map<string, string>();
+  for (const part of [upstream, added].flat().join(',').split(',')) {
+    const name = part.trim();
+    if (name === '*') return '*';
+    if (name !== '' && !names.has(name.toLowerCase())) names.set(name.toLowerCase(), name);
+  }
+  return [...names.values()].join(', ');
+}

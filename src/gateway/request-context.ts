@@ -4,7 +4,8 @@ import type { TLSSocket } from 'node:tls';
 import type { ProblemCode } from '../errors.ts';
 import { type CertificateIdentity, peerIdentity } from '../identity/certificate.ts';
 import { unmapIPv4 } from '../plan/trusted-proxies.ts';
-import type { Plan } from '../plan/types.ts';
+import type { RouteMatch } from '../plan/router.ts';
+import type { CompiledRule, Plan } from '../plan/types.ts';
 import { canonicalTarget, parseAuthority } from './canonical.ts';
 import type { RequestContext } from './context.ts';
 import { checkRawHeaders, clientAddress, requestIdFor } from './headers.ts';
@@ -15,8 +16,8 @@ export type Admission =
 
 const peerIdentities = new WeakMap<object, CertificateIdentity | null>();
 
-/** Identity of the verified client certificate, computed once per TLS connection. */
-function certificateOf(req: IncomingMessage): CertificateIdentity | null {
+/** Identity of the verified client certificate, computed once per TLS connection (also for the forward proxy). */
+export function certificateOf(req: IncomingMessage): CertificateIdentity | null {
   const socket = req.socket as TLSSocket;
   if (!socket.encrypted) return null;
   let identity = peerIdentities.get(socket);
@@ -77,7 +78,9 @@ export function admitRequest(plan: Plan, facts: RequestFacts): Admission {
   const rawHost = headers.host ?? '';
   const authority = parseAuthority(rawHost);
   if (!authority.ok) return reject(authority.code, authority.detail);
-  const match = plan.router.match(authority.hostname, method, target.path);
+  const match =
+    plan.router.match(authority.hostname, method, target.path) ??
+    preflightMatch(plan, authority.hostname, method, target.path, headers);
   if (!match) return reject('route_not_found', `no rule for ${method} ${target.path}`);
   if (facts.certificateRejected)
     return reject('client_certificate_invalid', 'the client certificate did not verify');
@@ -102,6 +105,26 @@ export function admitRequest(plan: Plan, facts: RequestFacts): Admission {
     upstreamHeaders: null,
   };
   return { ok: true, ctx, rawHost };
+}
+
+/**
+ * A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) that no rule takes as
+ * OPTIONS goes to the rule serving the method it asks about, when that rule has a `request.cors`
+ * policy: the policy answers it, and it is never forwarded. So a GET-only rule with CORS needs no
+ * OPTIONS in its methods, sibling rules (GET and POST on one path) each judge the preflights for
+ * their own method, and a plain OPTIONS request still finds no rule.
+ */
+function preflightMatch(
+  plan: Plan,
+  host: string,
+  method: string,
+  path: string,
+  headers: IncomingHttpHeaders,
+): RouteMatch<CompiledRule> | null {
+  const requested = headers['access-control-request-method'];
+  if (method !== 'OPTIONS' || headers.origin === undefined || typeof requested !== 'string') return null;
+  const match = plan.router.match(host, requested, path);
+  return match?.value.corsPreflights ? match : null;
 }
 
 /** The path sent upstream: the canonical path, prefix stripped, the target's base path in front. */

@@ -1,12 +1,15 @@
 import { watch, type FSWatcher, statSync } from 'node:fs';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { ConfigInvalidError, formatConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
+import { CredentialStore } from '../egress/credentials.ts';
+import { ForwardProxy } from '../egress/forward-proxy.ts';
 import { type CompileOptions, compilePlan } from '../plan/compile.ts';
 import { ProviderRegistry } from '../identity/providers.ts';
 import { TokenIssuerRegistry } from '../identity/token-issuers.ts';
+import { RateLimiterRegistry } from '../ratelimit/registry.ts';
 import type { ShadowDenialRecorder } from '../plan/shadow.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -16,7 +19,7 @@ import { withDecisionEndpoint } from './decision.ts';
 import { createRequestHandler, type GatewayState } from './handler.ts';
 import { withJwksEndpoint } from './jwks-endpoint.ts';
 import { applyLiveLimits, createListenerServer, listenersIncompatible } from './listeners.ts';
-import { PoolRegistry } from './pools.ts';
+import { UpstreamRegistry } from './upstream/registry.ts';
 import { createUpgradeHandler } from './upgrade.ts';
 
 export interface GatewayOptions {
@@ -48,10 +51,15 @@ export function buildPlan(
  */
 export class GatewayRuntime implements GatewayState {
   plan: Plan;
-  readonly pools = new PoolRegistry();
+  /** Upstream targets (pools, health checks, circuits): like providers, they outlive plans. */
+  readonly upstreams: UpstreamRegistry;
   readonly providers: ProviderRegistry;
   /** Token issuers (signing keys, minted-token caches): like providers, they outlive plans. */
   readonly tokens: TokenIssuerRegistry;
+  /** Secrets and client-credentials token caches of egress policies: like providers, they outlive plans. */
+  readonly credentials: CredentialStore;
+  /** Rate-limit backends and their Redis connections: like providers, they outlive plans. */
+  readonly rateLimiters: RateLimiterRegistry;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   draining = false;
@@ -62,6 +70,7 @@ export class GatewayRuntime implements GatewayState {
   #reloadTimer: NodeJS.Timeout | null = null;
   readonly #reloads = { applied: 0, rejected: 0, lastError: null as string | null };
   #active = 0;
+  #forwardProxy: ForwardProxy | null = null;
 
   private constructor(
     plan: Plan,
@@ -69,15 +78,26 @@ export class GatewayRuntime implements GatewayState {
     providers: ProviderRegistry,
     metrics: GatewayMetrics,
     tokens: TokenIssuerRegistry,
+    credentials: CredentialStore,
+    rateLimiters: RateLimiterRegistry,
   ) {
     this.plan = plan;
     this.providers = providers;
     this.tokens = tokens;
+    this.credentials = credentials;
+    this.rateLimiters = rateLimiters;
     this.metrics = metrics;
     this.#options = options;
     this.logger = options.logger;
     this.metrics.planInfo.labels(plan.version).set(1);
     this.metrics.setInFlightSource(() => this.#active);
+    this.upstreams = new UpstreamRegistry({
+      now: Date.now,
+      start: true,
+      log: (level, fields, message) => this.logger[level](fields, message),
+    });
+    void this.upstreams.retainOnly(plan);
+    this.metrics.setUpstreamTargetSource(() => this.upstreams.status(this.plan));
   }
 
   static async start(options: GatewayOptions): Promise<GatewayRuntime> {
@@ -93,7 +113,19 @@ export class GatewayRuntime implements GatewayState {
       start: true,
       log: (level, fields, message) => logger[level](fields, message),
     });
+    const credentials = new CredentialStore({
+      env: options.env ?? {},
+      now: Date.now,
+      log: (level, fields, message) => logger[level](fields, message),
+    });
     const metrics = createGatewayMetrics();
+    const rateLimiters = new RateLimiterRegistry({
+      start: true,
+      env: options.env ?? {},
+      now: Date.now,
+      log: (level, fields, message) => logger[level](fields, message),
+    });
+    rateLimiters.metrics.register(metrics.registry);
     const recordShadowDenial = shadowDenialRecorder(logger, metrics);
     let plan: Plan;
     try {
@@ -102,13 +134,17 @@ export class GatewayRuntime implements GatewayState {
         providers,
         tokens,
         recordShadowDenial,
+        credentials,
+        rateLimiters,
       }).plan;
     } catch (err) {
       providers.closeAll();
       tokens.closeAll();
+      credentials.close();
+      void rateLimiters.closeAll();
       throw err;
     }
-    const runtime = new GatewayRuntime(plan, options, providers, metrics, tokens);
+    const runtime = new GatewayRuntime(plan, options, providers, metrics, tokens, credentials, rateLimiters);
     await runtime.#listen();
     if (options.watch) runtime.#watch();
     return runtime;
@@ -116,6 +152,10 @@ export class GatewayRuntime implements GatewayState {
 
   async #listen(): Promise<void> {
     const plan = this.plan;
+    // Egress forward proxy: absolute-form requests and CONNECT go to it while the plan has one
+    // (spec.forwardProxy); otherwise absolute-form stays a 400 bad_target and so does CONNECT.
+    const forwardProxy = new ForwardProxy(this);
+    this.#forwardProxy = forwardProxy;
     for (const listener of plan.listeners) {
       const name = listener.spec.name;
       const info = { name, protocol: listener.spec.protocol };
@@ -130,10 +170,14 @@ export class GatewayRuntime implements GatewayState {
         (req, res) => {
           this.#active++;
           res.once('close', () => this.#active--);
-          handle(req, res);
+          if (forwardProxy.accepts(req)) forwardProxy.handleRequest(req, res, info);
+          else handle(req, res);
         },
       );
       server.on('upgrade', createUpgradeHandler(this, { name, protocol: listener.spec.protocol }));
+      server.on('connect', (req, socket, head) =>
+        forwardProxy.handleConnect(req, socket as Socket, head, info),
+      );
       await listen(server, listener.spec.port, listener.spec.address);
       this.#servers.push({ name, server });
       this.logger.info(
@@ -181,10 +225,13 @@ export class GatewayRuntime implements GatewayState {
         providers: this.providers,
         tokens: this.tokens,
         recordShadowDenial: shadowDenialRecorder(this.logger, this.metrics),
+        credentials: this.credentials,
+        rateLimiters: this.rateLimiters,
       }).plan;
     } catch (err) {
       this.providers.retainOnly(this.plan.providers.values());
       this.tokens.retainOnly(this.plan.tokens);
+      void this.rateLimiters.retainOnly([this.plan.rateLimiter]);
       const lines =
         err instanceof ConfigInvalidError ? err.errors.map(formatConfigError) : [(err as Error).message];
       return this.#rejectReload(reason, lines);
@@ -193,6 +240,7 @@ export class GatewayRuntime implements GatewayState {
     if (incompatible) {
       this.providers.retainOnly(this.plan.providers.values());
       this.tokens.retainOnly(this.plan.tokens);
+      void this.rateLimiters.retainOnly([this.plan.rateLimiter]);
       return this.#rejectReload(reason, [incompatible]);
     }
     const previous = this.plan;
@@ -206,9 +254,10 @@ export class GatewayRuntime implements GatewayState {
     this.metrics.reloads.labels('applied').inc();
     this.#reloads.applied++;
     this.#reloads.lastError = null;
-    void this.pools.retainOnly(next);
+    void this.upstreams.retainOnly(next);
     this.providers.retainOnly(next.providers.values());
     this.tokens.retainOnly(next.tokens);
+    void this.rateLimiters.retainOnly([next.rateLimiter]);
     this.logger.info({ reason, from: previous.version, to: next.version }, 'config reloaded');
     return true;
   }
@@ -269,10 +318,13 @@ export class GatewayRuntime implements GatewayState {
     if (this.#active > 0)
       this.logger.warn({ unfinished: this.#active }, 'drain timeout: closing remaining connections');
     for (const { server } of this.#servers) server.closeAllConnections();
+    this.#forwardProxy?.close(); // CONNECT tunnels are no longer the server's connections
     await Promise.all(closed);
-    await this.pools.closeAll();
+    await this.upstreams.closeAll();
     this.providers.closeAll();
     this.tokens.closeAll();
+    this.credentials.close();
+    await this.rateLimiters.closeAll();
     if (this.#admin) {
       this.#admin.closeAllConnections();
       await new Promise<void>((done) => this.#admin!.close(() => done()));

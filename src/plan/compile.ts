@@ -6,12 +6,16 @@ import type { LoadedResource } from '../config/load.ts';
 import type { APIRule } from '../config/schemas/api-rule.ts';
 import type { GatewaySpec } from '../config/schemas/gateway.ts';
 import type { IdentityProviderSpec } from '../config/schemas/identity-provider.ts';
+import { compileForwardProxy } from '../egress/compile.ts';
+import { offlineCredentials, type OutboundCredentials } from '../egress/credentials.ts';
 import { compileConsumers, emptyConsumerIndex } from '../identity/consumers.ts';
 import { ProviderRegistry } from '../identity/providers.ts';
 import type { TokenIssuerRegistry } from '../identity/token-issuers.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
 import type { UpstreamSpec } from '../config/schemas/upstream.ts';
 import { policyFactories } from '../policies/registry.ts';
+import { compileRateLimits } from '../ratelimit/gateway-section.ts';
+import { RateLimiterRegistry } from '../ratelimit/registry.ts';
 import type { CompiledPolicy, PolicyDeps } from '../policies/types.ts';
 import { RouteConflictError, Router } from './router.ts';
 import {
@@ -26,6 +30,7 @@ import { compileListenerTls, type TlsProblem } from './tls.ts';
 import { compileTokens } from './tokens.ts';
 import { compileTrustedProxies } from './trusted-proxies.ts';
 import type { CompiledListener, CompiledRule, CompiledUpstream, Plan } from './types.ts';
+import { compileUpstream } from './upstreams.ts';
 
 export type CompileResult = { ok: true; plan: Plan } | { ok: false; errors: ConfigError[] };
 
@@ -39,6 +44,10 @@ export interface CompileOptions {
   now?: () => number;
   /** Where denials of shadow-mode Policies go (the gateway logs and counts them); dropped by default. */
   recordShadowDenial?: ShadowDenialRecorder;
+  /** Secrets and token sources of credential-injecting policies; by default offline (none read, none called). */
+  credentials?: OutboundCredentials;
+  /** Rate-limit backends (`spec.rateLimits`); by default an offline registry that connects nowhere. */
+  rateLimiters?: RateLimiterRegistry;
 }
 
 function offlineProviders(): ProviderRegistry {
@@ -116,11 +125,20 @@ export function compilePlan(
     listenerNames,
     (p, m) => fail(gateway, p, m),
   );
+  const rateLimits = compileRateLimits(
+    spec.rateLimits,
+    options.rateLimiters ?? new RateLimiterRegistry({ start: false, env: {}, now: Date.now, log: () => {} }),
+    (p, m) => fail(gateway, p, m),
+  );
 
   const upstreams = new Map<string, CompiledUpstream>();
   for (const r of resources) {
     if (r.kind !== 'Upstream') continue;
-    upstreams.set(key(r), compileUpstream(r));
+    const upstreamSpec = r.spec as unknown as UpstreamSpec;
+    upstreams.set(
+      key(r),
+      compileUpstream(key(r), upstreamSpec, relativeTo(r.source.file), (p, m) => fail(r, p, m)),
+    );
   }
 
   const router = new Router<CompiledRule>();
@@ -135,6 +153,8 @@ export function compilePlan(
     namespace,
     consumers: () => consumers.get(namespace) ?? emptyConsumerIndex,
     tokenIssuer: tokens.issuer,
+    credentials: () => options.credentials ?? offlineCredentials,
+    rateLimiter: rateLimits.limiter,
     provider(name) {
       const id = `${namespace}/${name}`;
       const resource = providerResources.get(id);
@@ -184,8 +204,12 @@ export function compilePlan(
       if (!upstream) return;
       const id = `${key(r)}#${index}`;
       const layers = policyIndex.layersFor(r, index);
-      const pipeline = compilePipeline(mergeStages(layers), depsFor, (policy, name) =>
-        shadowPolicy(policy, { policy: name, route: id }, options.recordShadowDenial ?? dropShadowDenials),
+      const pipeline = compilePipeline(
+        mergeStages(layers),
+        depsFor,
+        (policy, name) =>
+          shadowPolicy(policy, { policy: name, route: id }, options.recordShadowDenial ?? dropShadowDenials),
+        { id, template: ruleSpec.path },
       );
       const compiled: CompiledRule = Object.freeze({
         id,
@@ -193,6 +217,8 @@ export function compilePlan(
         upstream,
         stripPrefix: ruleSpec.stripPrefix ?? null,
         responseTimeoutMs: ruleSpec.timeout ? toMillis(ruleSpec.timeout) : upstream.responseTimeoutMs,
+        maxBodyBytes: ruleSpec.maxBodyBytes,
+        corsPreflights: pipeline.some((s) => s.policies.some((p) => p.answersPreflights === true)),
         pipeline,
         policies: appliedPolicies(layers),
       });
@@ -206,6 +232,10 @@ export function compilePlan(
     });
   }
 
+  const forwardProxy = compileForwardProxy(spec, depsFor(gateway.metadata.namespace), (p, m) =>
+    fail(gateway, p, m),
+  );
+
   if (errors.length > 0) return { ok: false, errors };
   const plan: Plan = Object.freeze({
     version: planVersion(resources),
@@ -218,6 +248,8 @@ export function compilePlan(
     upstreams,
     providers: usedProviders,
     tokens: tokens.used(),
+    rateLimiter: rateLimits.used(),
+    forwardProxy,
     trustedProxies: trusted.test,
     limits: {
       maxHeaderBytes: spec.limits.maxHeaderBytes,
@@ -257,27 +289,6 @@ function checkUniqueNames(
   }
 }
 
-function compileUpstream(r: LoadedResource): CompiledUpstream {
-  const spec = r.spec as unknown as UpstreamSpec;
-  const target = new URL(spec.targets[0]!.url);
-  const basePath = target.pathname === '/' ? '' : target.pathname.replace(/\/$/, '');
-  const options = {
-    connections: spec.connections,
-    connectTimeoutMs: toMillis(spec.timeouts.connect),
-    responseTimeoutMs: toMillis(spec.timeouts.response),
-    idleTimeoutMs: toMillis(spec.timeouts.idle),
-  };
-  return Object.freeze({
-    id: key(r),
-    origin: target.origin,
-    basePath,
-    hostHeader: target.host,
-    preserveHost: spec.preserveHost,
-    poolKey: `${target.origin}|${options.connections}|${options.connectTimeoutMs}|${options.idleTimeoutMs}`,
-    ...options,
-  });
-}
-
 /**
  * Compiles the merged stages of one rule (scoped-policies.ts): each config with the dependencies of
  * the namespace it was written in, errors reported where it was written, shadow-mode Policies wrapped.
@@ -286,6 +297,7 @@ function compilePipeline(
   merged: readonly MergedStage[],
   depsFor: (namespace: string) => PolicyDeps,
   shadow: (policy: CompiledPolicy, policyName: string) => CompiledPolicy,
+  rule: NonNullable<PolicyDeps['rule']>,
 ): CompiledRule['pipeline'] {
   const pipeline: Array<CompiledRule['pipeline'][number]> = [];
   for (const { stage, entries, keepsCaller } of merged) {
@@ -294,7 +306,8 @@ function compilePipeline(
       if (stage === 'authenticate' && policyFactories[name]!.mustBeLast && index !== entries.length - 1)
         layer.report(path, `${name} must be the last entry of ${stage}`);
       try {
-        let policy = policyFactories[name]!.compile(config as never, depsFor(layer.namespace));
+        const deps: PolicyDeps = { ...depsFor(layer.namespace), rule, policy: layer.policy };
+        let policy = policyFactories[name]!.compile(config as never, deps);
         if (keepsCaller) policy = keepEstablishedCaller(policy);
         if (layer.policy?.mode === 'shadow') policy = shadow(policy, layer.policy.name);
         policies.push(policy);

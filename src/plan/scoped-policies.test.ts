@@ -17,6 +17,7 @@ import { isShadowPolicy, type ShadowDenial, shadowPolicy } from './shadow.ts';
 const kinds: PolicyKinds = {
   keysOf: (stage: Stage) =>
     ({
+      request: ['ipDeny', 'ipAllow', 'cors'],
       authenticate: ['jwt', 'apiKey', 'noAuth'],
       authorize: ['deny', 'scopes', 'groups', 'allow'],
       limit: ['rateLimit'],

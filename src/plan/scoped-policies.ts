@@ -8,7 +8,7 @@ import type { LoadedResource } from '../config/load.ts';
 import type { APIRule } from '../config/schemas/api-rule.ts';
 import type { PolicySpec } from '../config/schemas/policy.ts';
 import type { RequestContext } from '../gateway/context.ts';
-import { factoriesOf } from '../policies/registry.ts';
+import { factoriesOf, fieldsOf } from '../policies/registry.ts';
 import { type CompiledPolicy, type Stage, stages, type Verdict } from '../policies/types.ts';
 
 export const scopes = ['platform', 'application', 'service'] as const;
@@ -58,9 +58,11 @@ export interface MergedStage {
  * How the layers of each stage combine:
  * - chains: each layer's ordered list is a separate requirement; all must succeed.
  * - accumulate: every layer's policies run; all must hold (so deny lists add up, required scopes union).
+ *   A policy that answers the client itself (`cors`) is the exception: the most specific layer's wins.
  * - override: per policy key, the most specific layer wins; map-valued configs merge key by key.
  */
 export const stageMerge = {
+  request: 'accumulate',
   authenticate: 'chains',
   authorize: 'accumulate',
   limit: 'accumulate',
@@ -73,6 +75,13 @@ export interface PolicyKinds {
   keysOf(stage: Stage): readonly string[];
   /** True when the key's config is a map (e.g. `mutate.headers`), merged key by key across layers. */
   isMap(stage: Stage, key: string): boolean;
+  /**
+   * True when the policy answers the client itself (`PolicyFactory.answers`, e.g. `request.cors`):
+   * in an accumulating stage the most specific layer's config replaces the others.
+   */
+  answers?(stage: Stage, key: string): boolean;
+  /** The rule field a policy is written as instead of inside its stage's object (`rateLimit`). */
+  fieldOf?(stage: Stage, key: string): string | undefined;
 }
 
 export const registryPolicyKinds: PolicyKinds = {
@@ -83,6 +92,8 @@ export const registryPolicyKinds: PolicyKinds = {
       | undefined;
     return schema !== undefined && schema.type === 'object' && schema.patternProperties !== undefined;
   },
+  answers: (stage, key) => factoriesOf(stage).find(([k]) => k === key)?.[1].answers === true,
+  fieldOf: (stage, key) => factoriesOf(stage).find(([k]) => k === key)?.[1].field,
 };
 
 const scopeOf = (layer: StageLayer): Scope | 'rule' => layer.policy?.scope ?? 'rule';
@@ -97,6 +108,7 @@ export function mergeStages(
   layers: readonly StageLayer[],
   kinds: PolicyKinds = registryPolicyKinds,
 ): MergedStage[] {
+  layers = layers.map((layer) => withOwnFields(layer, kinds));
   const out: MergedStage[] = [];
   for (const stage of stages) {
     const how = stageMerge[stage];
@@ -118,12 +130,27 @@ export function mergeStages(
       // the enforced policies of the stage let through, i.e. the ones enforcing it would newly deny.
       for (const shadow of [false, true]) {
         for (const key of kinds.keysOf(stage)) {
+          if (kinds.answers?.(stage, key)) continue;
           for (const layer of layers) {
             if (isShadow(layer) !== shadow) continue;
             const config = stageObject(layer, stage)?.[key];
             if (config !== undefined) entries.push({ key, config, layer, path: [stage, key] });
           }
         }
+      }
+      // A policy that answers the client (`cors`) runs last, after the shadow ones too, so they see
+      // the requests it answers; one answer per request: the most specific layer's config.
+      for (const key of kinds.keysOf(stage)) {
+        if (!kinds.answers?.(stage, key)) continue;
+        const contributors = layers.filter((l) => !isShadow(l) && stageObject(l, stage)?.[key] !== undefined);
+        const last = contributors.at(-1);
+        if (last !== undefined)
+          entries.push({
+            key,
+            config: pickMostSpecific(stage, key, contributors),
+            layer: last,
+            path: [stage, key],
+          });
       }
       if (entries.length > 0) out.push({ stage, entries });
     } else {
@@ -141,6 +168,39 @@ export function mergeStages(
     }
   }
   return out;
+}
+
+/**
+ * A layer as the merge sees it: configs written as a field of their own (`rateLimit: [...]`) moved
+ * into their stage's object (as if `limit: { rateLimit: [...] }`), so every stage merges one way;
+ * a problem found at `[stage, key, …]` is reported at `[field, …]`, where it is written.
+ */
+function withOwnFields(layer: StageLayer, kinds: PolicyKinds): StageLayer {
+  if (kinds.fieldOf === undefined) return layer;
+  let view: Record<string, unknown> | null = null;
+  const moved = new Map<string, string>();
+  for (const stage of stages) {
+    for (const key of kinds.keysOf(stage)) {
+      const field = kinds.fieldOf(stage, key);
+      if (field === undefined || layer.stages[field] === undefined) continue;
+      view ??= { ...layer.stages };
+      const object = view[stage];
+      view[stage] = {
+        ...(object !== null && typeof object === 'object' ? object : {}),
+        [key]: layer.stages[field],
+      };
+      moved.set(`${stage}\u0000${key}`, field);
+    }
+  }
+  if (view === null) return layer;
+  return {
+    ...layer,
+    stages: view,
+    report(path, message) {
+      const field = moved.get(`${path[0]}\u0000${path[1]}`);
+      layer.report(field === undefined ? path : [field, ...path.slice(2)], message);
+    },
+  };
 }
 
 function stageObject(layer: StageLayer, stage: Stage): Record<string, unknown> | undefined {
@@ -338,18 +398,30 @@ function checkPolicy(
         ]);
     }
   }
-  const set = stages.filter((stage) => spec[stage as keyof PolicySpec] !== undefined);
+  const written = spec as unknown as Record<string, unknown>;
+  const set = stages.filter((stage) => fieldsOf(stage).some((field) => written[field] !== undefined));
   if (set.length === 0)
-    errors.push([['spec'], `a Policy sets at least one of: ${stages.filter(inSchema).join(', ')}`]);
+    errors.push([['spec'], `a Policy sets at least one of: ${stages.flatMap(fieldsOf).join(', ')}`]);
   if (spec.mode === 'shadow') {
     for (const stage of set) {
       if (stageMerge[stage] !== 'accumulate')
         errors.push([
           ['spec', stage],
           `not allowed in shadow mode: shadow only records would-be denials, so only ${stages
-            .filter((s) => stageMerge[s] === 'accumulate' && inSchema(s))
+            .filter((s) => stageMerge[s] === 'accumulate')
+            .flatMap(fieldsOf)
             .join(', ')} may be set`,
         ]);
+      for (const [key, factory] of factoriesOf(stage))
+        if (
+          factory.answers &&
+          (spec[stage as keyof PolicySpec] as Record<string, unknown> | undefined)?.[key] !== undefined
+        )
+          errors.push([
+            ['spec', stage, key],
+            'not allowed in shadow mode: it answers the client itself (headers, preflights), and shadow ' +
+              'must not change what the client gets',
+          ]);
     }
   }
   for (const [path, message] of errors) fail(r, path, message);
@@ -377,11 +449,6 @@ function checkPolicy(
 
 function sameRef(r: LoadedResource, namespace: string, name: string): boolean {
   return r.metadata.namespace === namespace && r.metadata.name === name;
-}
-
-/** Stages a Policy can set today (those with at least one policy in the registry). */
-function inSchema(stage: Stage): boolean {
-  return factoriesOf(stage).length > 0;
 }
 
 /** The Policies that applied, as recorded on the compiled rule (the rule's own layer left out). */

@@ -1,10 +1,19 @@
 import { BlockList, isIP } from 'node:net';
 
-/** Compiles CIDR strings into a membership test; returns the CIDRs it could not parse. */
-export function compileTrustedProxies(cidrs: readonly string[]): {
-  test: (address: string) => boolean;
-  invalid: Array<{ index: number; value: string }>;
-} {
+/** A compiled CIDR list: `test` tells whether an address is in one of its ranges. */
+export interface CidrSet {
+  readonly test: (address: string) => boolean;
+  /** The entries that are not CIDRs (or bare addresses), by index. */
+  readonly invalid: Array<{ index: number; value: string }>;
+}
+
+/**
+ * Compiles CIDR strings (`10.0.0.0/8`, `2001:db8::/32`, or a bare address for one host) into one
+ * `BlockList`, so a lookup costs the same whatever the list's length. An address that is not an IP
+ * (an X-Forwarded-For entry like `unknown`) is in no range; IPv4-mapped IPv6 addresses are
+ * compared as the IPv4 address they carry.
+ */
+export function compileCidrs(cidrs: readonly string[]): CidrSet {
   const list = new BlockList();
   const invalid: Array<{ index: number; value: string }> = [];
   cidrs.forEach((cidr, index) => {
@@ -33,6 +42,11 @@ export function compileTrustedProxies(cidrs: readonly string[]): {
     },
     invalid,
   };
+}
+
+/** Compiles `trustedProxies` into a membership test; returns the CIDRs it could not parse. */
+export function compileTrustedProxies(cidrs: readonly string[]): CidrSet {
+  return compileCidrs(cidrs);
 }
 
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) → `10.0.0.1`. */

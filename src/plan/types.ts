@@ -1,23 +1,91 @@
 import type { SecureContext, SecureContextOptions } from 'node:tls';
 import type { GatewaySpec, ListenerSpec } from '../config/schemas/gateway.ts';
+import type { CompiledForwardProxy } from '../egress/compile.ts';
 import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
 import type { CompiledPolicy, Stage } from '../policies/types.ts';
+import type { RateLimitBackend } from '../ratelimit/types.ts';
 import type { Router } from './router.ts';
 import type { AppliedPolicy } from './scoped-policies.ts';
 
-/** An upstream as the forwarder needs it; pools are looked up by `poolKey` and outlive plans. */
+/** One target of an upstream. Its live state (pool, health, ejection, circuit) is kept by `key` across reloads. */
+export interface CompiledTarget {
+  /** As configured; the `target` label of the upstream metrics. */
+  readonly url: string;
+  readonly origin: string;
+  /** Host header sent to this target (unless the upstream preserves the client's). */
+  readonly hostHeader: string;
+  /** SNI and the name its certificate is checked against (https); undefined: undici's default. */
+  readonly servername: string | undefined;
+  readonly weight: number;
+  readonly key: string;
+}
+
+export type HashOn =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'client' }
+  | { readonly kind: 'subject' };
+
+export type RetryReason = 'connect-failure' | 'reset' | 'timeout' | '502' | '503' | '504';
+
+/** An upstream as the forwarder needs it; live state is looked up by `runtimeKey` and outlives plans. */
 export interface CompiledUpstream {
   readonly id: string;
+  /** The first target's origin and host (what explain shows; what headers.ts sends by default). */
   readonly origin: string;
   readonly basePath: string;
   readonly hostHeader: string;
   readonly preserveHost: boolean;
-  readonly poolKey: string;
   readonly connections: number;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  readonly targets: readonly CompiledTarget[];
+  readonly loadBalancer: {
+    readonly algorithm: 'round-robin' | 'least-request' | 'consistent-hash';
+    readonly hashOn: HashOn | null;
+  };
+  readonly healthCheck: null | {
+    readonly path: string;
+    readonly intervalMs: number;
+    readonly timeoutMs: number;
+    readonly healthyThreshold: number;
+    readonly unhealthyThreshold: number;
+    readonly expectedStatuses: ReadonlySet<number>;
+  };
+  readonly outlierDetection: null | {
+    readonly consecutiveFailures: number;
+    readonly baseEjectionMs: number;
+    readonly maxEjectionMs: number;
+    readonly maxEjectionPercent: number;
+  };
+  readonly circuitBreaker: null | {
+    readonly failureRatio: number;
+    readonly minRequests: number;
+    readonly windowMs: number;
+    readonly openForMs: number;
+    readonly halfOpenRequests: number;
+  };
+  readonly retries: null | {
+    readonly attempts: number;
+    readonly on: ReadonlySet<RetryReason>;
+    readonly perTryTimeoutMs: number | null;
+    readonly retryNonIdempotent: boolean;
+    readonly budget: { readonly ratio: number; readonly minPerSecond: number };
+  };
+  /** undici `connect` options for https targets (CA, client certificate, verification, minimum version). */
+  readonly tls: null | UpstreamTlsOptions;
+  /** Live upstream state (balancer position, retry budget) is kept under this key across reloads. */
+  readonly runtimeKey: string;
+}
+
+export interface UpstreamTlsOptions {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+  readonly rejectUnauthorized: boolean;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
 }
 
 export interface CompiledRule {
@@ -27,6 +95,14 @@ export interface CompiledRule {
   readonly upstream: CompiledUpstream;
   readonly stripPrefix: string | null;
   readonly responseTimeoutMs: number;
+  /** Largest request body accepted on this rule (its `maxBodyBytes`); absent: the Gateway's limit. */
+  readonly maxBodyBytes?: number;
+  /**
+   * A `request.cors` policy applies: a CORS preflight asking for one of the rule's methods is routed
+   * to the rule even when its methods leave out OPTIONS, and answered by the policy; the upstream's
+   * own `Access-Control-*` response headers are dropped (the gateway alone speaks CORS).
+   */
+  readonly corsPreflights?: boolean;
   /**
    * Policies per stage, in order; a stage with none is absent (skipped, not looped over).
    * `authenticate` appears once per chain: a Policy's chain is a requirement on top of the rule's.
@@ -63,6 +139,10 @@ export interface Plan {
   readonly providers: ReadonlyMap<string, ProviderRuntime>;
   /** The gateway's internal token issuer, when `spec.tokens` is set or a policy mints tokens. */
   readonly tokens: TokenIssuer | null;
+  /** The rate-limit backend, when a rule or Policy limits (its Redis connection outlives plans). */
+  readonly rateLimiter: RateLimitBackend | null;
+  /** The forward proxy (Gateway `spec.forwardProxy`, egress mode); null when not enabled. */
+  readonly forwardProxy: CompiledForwardProxy | null;
   readonly trustedProxies: (address: string) => boolean;
   readonly limits: {
     readonly maxHeaderBytes: number;

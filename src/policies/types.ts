@@ -1,12 +1,18 @@
 import type { TSchema } from 'typebox';
+import type { OutboundCredentials } from '../egress/credentials.ts';
 import type { ProblemCode } from '../errors.ts';
 import type { RequestContext } from '../gateway/context.ts';
 import type { ConsumerIndex } from '../identity/consumers.ts';
 import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { ProviderRuntime } from '../identity/types.ts';
+import type { RateLimitMetrics } from '../ratelimit/metrics.ts';
+import type { RateLimitBackend } from '../ratelimit/types.ts';
 
-/** The stages of the request pipeline, run in this order. */
-export const stages = ['authenticate', 'authorize', 'limit', 'mutate'] as const;
+/**
+ * The stages of the request pipeline, run in this order. `request` comes before `authenticate`:
+ * what it checks (client address, CORS) needs no identity, and a CORS preflight carries no credentials.
+ */
+export const stages = ['request', 'authenticate', 'authorize', 'limit', 'mutate'] as const;
 export type Stage = (typeof stages)[number];
 
 /**
@@ -43,6 +49,11 @@ export interface CompiledPolicy {
    * chain stepped aside (RFC 9110 §11.6.1), e.g. `Bearer` or `ApiKey header="x-api-key"`.
    */
   readonly challenge?: string;
+  /**
+   * Answers CORS preflights itself (`cors`): a preflight asking for one of the rule's methods is
+   * routed to the rule even when its `methods` leave out OPTIONS (src/gateway/request-context.ts).
+   */
+  readonly answersPreflights?: boolean;
   handle(ctx: RequestContext): Verdict | Promise<Verdict>;
 }
 
@@ -60,6 +71,20 @@ export interface PolicyDeps {
    * when that section is absent); null when that section has errors, which are reported there.
    */
   tokenIssuer(): TokenIssuer | null;
+  /**
+   * Secrets from the environment and OAuth client-credentials token sources, for policies that
+   * send a credential upstream (egress); offline compiles (validate, explain) get no secrets.
+   */
+  credentials(): OutboundCredentials;
+  /**
+   * Where rate-limit counters live (Gateway `spec.rateLimits`, local by default; a Redis connection
+   * is made on first use) and their metrics; null when that section has errors, reported there.
+   */
+  rateLimiter(): { readonly backend: RateLimitBackend; readonly metrics: RateLimitMetrics } | null;
+  /** The rule being compiled (`namespace/apirule#index` and its path template); absent in unit tests. */
+  readonly rule?: { readonly id: string; readonly template: string };
+  /** The Policy the config is written in (null: the rule's own); absent in unit tests. */
+  readonly policy?: { readonly name: string; readonly mode: 'enforce' | 'shadow' } | null;
 }
 
 /**
@@ -76,5 +101,17 @@ export interface PolicyFactory<C = unknown> {
   readonly schema: TSchema;
   /** Must be the last entry of its stage's list when used (e.g. `anonymous` in `authenticate`). */
   readonly mustBeLast?: boolean;
+  /**
+   * The policy speaks to the client itself — answers requests (`answer` verdicts) or adds response
+   * headers — as `cors` does. Such a policy has one config per rule, the most specific layer's
+   * (accumulating several would answer twice), and a shadow-mode Policy may not set it: shadow
+   * must not change what the client gets.
+   */
+  readonly answers?: boolean;
+  /**
+   * Written as this rule field itself rather than inside its stage's object — `rateLimit: [...]`,
+   * not `limit: { rateLimit: [...] }` — and merged across scopes like the rest of its stage.
+   */
+  readonly field?: string;
   compile(config: C, deps: PolicyDeps): CompiledPolicy;
 }

@@ -31,6 +31,14 @@ const Rule = Type.Object(
     timeout: Type.Optional(
       Duration('Time allowed until the upstream’s response headers, overriding the Upstream’s.'),
     ),
+    maxBodyBytes: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Largest request body accepted on this route, also for chunked bodies, overriding the Gateway’s ' +
+          '`limits.maxBodyBytes` (smaller or larger); larger gets 413 `payload_too_large`.',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { ForwardProxySpec } from '../../egress/schema.ts';
 import { Duration } from '../duration.ts';
 import { resourceSchema } from './metadata.ts';
 
@@ -233,6 +234,124 @@ const Decision = Type.Object(
   },
 );
 
+const RedisUrl = Type.String({
+  pattern: '^rediss?://',
+  description: 'redis://host:port (or rediss:// for TLS); a database number may follow as /n.',
+});
+
+const RateLimitRedis = Type.Object(
+  {
+    url: Type.Optional(RedisUrl),
+    cluster: Type.Optional(
+      Type.Object(
+        {
+          nodes: Type.Array(RedisUrl, {
+            minItems: 1,
+            description: 'Some nodes of the Redis Cluster; the others are discovered from them.',
+          }),
+        },
+        { additionalProperties: false, description: 'A Redis Cluster, instead of `url`.' },
+      ),
+    ),
+    sentinel: Type.Optional(
+      Type.Object(
+        {
+          nodes: Type.Array(
+            Type.String({ pattern: '^[^:/\\s]+:[0-9]+$', description: 'host:port of a Sentinel.' }),
+            { minItems: 1, description: 'Redis Sentinels that know the primary.' },
+          ),
+          name: Type.String({ minLength: 1, description: 'Name of the primary the Sentinels monitor.' }),
+        },
+        {
+          additionalProperties: false,
+          description: 'A primary found through Redis Sentinel, instead of `url`.',
+        },
+      ),
+    ),
+    password: Type.Optional(
+      Type.Object(
+        { env: Type.String({ description: 'Name of the environment variable holding the password.' }) },
+        {
+          additionalProperties: false,
+          description: 'Password (Redis AUTH), read from the environment when the gateway starts.',
+        },
+      ),
+    ),
+    timeout: Duration(
+      'Longest wait for one decision from Redis (connecting and reconnecting included); past it, ' +
+        '`onBackendFailure` decides.',
+      '50ms',
+    ),
+    prefix: Type.String({
+      pattern: '^[^{}]*$',
+      default: 'gatehouse:rl:',
+      description:
+        'Put in front of every counter key, to share a Redis with other applications. No braces: they ' +
+        'would change the cluster hash slot.',
+    }),
+  },
+  {
+    additionalProperties: false,
+    description: 'Where the Redis backend keeps its counters: exactly one of `url`, `cluster`, `sentinel`.',
+  },
+);
+
+const RateLimitBatching = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description: 'Admit some requests locally between Redis round trips.',
+    }),
+    maxLocal: Type.Integer({
+      minimum: 1,
+      maximum: 10000,
+      default: 10,
+      description:
+        'Most requests one gateway admits for one counter without asking Redis. All gateways together may ' +
+        'admit up to gateways × maxLocal more than a limit (docs/rate-limits.md).',
+    }),
+    flushInterval: Duration('How often requests admitted locally are reported to Redis.', '100ms'),
+  },
+  {
+    additionalProperties: false,
+    default: {},
+    description:
+      'Bounded local batching for the redis backend: fewer round trips, at the price of a bounded overshoot.',
+  },
+);
+
+export const RateLimitsSpec = Type.Object(
+  {
+    backend: Type.Union([Type.Literal('local'), Type.Literal('redis')], {
+      default: 'local',
+      description:
+        'local: counters in this process (each gateway counts alone). redis: counters in Redis, shared by ' +
+        'every gateway that uses it, so a limit holds across replicas.',
+    }),
+    redis: Type.Optional(RateLimitRedis),
+    onBackendFailure: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+      default: 'closed',
+      description:
+        'When Redis does not answer within its timeout: closed refuses the request (503 ' +
+        '`rate_limit_unavailable`), open lets it through unlimited. Either way it is counted in ' +
+        '`gatehouse_ratelimit_backend_errors_total` and logged (at most one line per 10 s).',
+    }),
+    maxKeys: Type.Integer({
+      minimum: 1,
+      default: 100000,
+      description:
+        'Most counters (local backend) or batched leases (redis with batching) kept in the process; the ' +
+        'least recently used go first.',
+    }),
+    batching: RateLimitBatching,
+  },
+  {
+    additionalProperties: false,
+    default: {},
+    description: 'Where rate-limit counters live (rules and Policies set the limits: `rateLimit`).',
+  },
+);
+
 export const GatewaySpec = Type.Object(
   {
     mode: Type.Union([Type.Literal('ingress'), Type.Literal('egress'), Type.Literal('sidecar')], {
@@ -253,6 +372,8 @@ export const GatewaySpec = Type.Object(
     accessLog: AccessLog,
     decision: Type.Optional(Decision),
     tokens: Type.Optional(TokensSpec),
+    rateLimits: RateLimitsSpec,
+    forwardProxy: Type.Optional(ForwardProxySpec),
   },
   { additionalProperties: false },
 );
@@ -266,3 +387,4 @@ export type Gateway = Static<typeof Gateway>;
 export type GatewaySpec = Static<typeof GatewaySpec>;
 export type ListenerSpec = Static<typeof Listener>;
 export type TokensSpec = Static<typeof TokensSpec>;
+export type RateLimitsSpec = Static<typeof RateLimitsSpec>;

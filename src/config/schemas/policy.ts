@@ -65,7 +65,8 @@ export const PolicySpec = Type.Object(
       description:
         'enforce: a denial answers the request. shadow: a denial is only recorded (log line `shadow deny` ' +
         'and metric `gatehouse_shadow_denials_total`) and the request goes on as if the Policy had passed. ' +
-        'A shadow Policy may only set stages that decide (`authorize`), never `authenticate` or `mutate`.',
+        'A shadow Policy may only set what decides (`authorize`, `request.ipAllow`, `request.ipDeny`), never ' +
+        '`authenticate`, `mutate` or `request.cors`.',
     }),
     ...policyStageFields(),
   },
