@@ -200,6 +200,17 @@ spec: { apiKeys: [{ sha256: ${sha256(keys.b)}, name: main }] }
     assert.deepEqual(answers, [200, 200, 429, 200]);
   });
 
+  test('a reload keeps the counters: the limiter outlives plans', async () => {
+    const client = { 'x-forwarded-for': '198.51.100.77' };
+    for (let i = 0; i < 3; i++) assert.equal((await get(g, '/limited', client)).status, 200);
+    const reloaded = () => g.proc.logs().filter((l) => l.msg === 'config reloaded').length;
+    const before = reloaded();
+    g.proc.child.kill('SIGHUP');
+    for (let i = 0; i < 200 && reloaded() === before; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(reloaded(), before + 1);
+    assert.equal((await get(g, '/limited', client)).status, 429);
+  });
+
   test('a rule without limits has no headers; decisions are counted by rule and result', async () => {
     const free = await get(g, '/free');
     assert.equal(free.status, 200);

@@ -114,21 +114,33 @@ function decide(
         return;
       }
       const { result } = evaluation;
+      // Headers policies set for the client's answer (RateLimit, CORS): the proxy passes them on.
+      const forClient = ctx.responseHeaders ? Object.fromEntries(ctx.responseHeaders) : {};
       if (result.kind === 'answer') {
         // The gateway would answer this request itself (a CORS preflight): the proxy should too.
-        res.writeHead(result.status, { ...result.headers, 'content-length': '0', 'x-request-id': ctx.id });
+        res.writeHead(result.status, {
+          ...forClient,
+          ...result.headers,
+          'content-length': '0',
+          'x-request-id': ctx.id,
+        });
         res.end();
         log(state, req, result.status, null, ctx.id, ctx);
         return;
       }
       if (result.kind === 'respond') {
-        sendProblem(res, result.code, { detail: result.detail, requestId: ctx.id, headers: result.headers });
+        sendProblem(res, result.code, {
+          detail: result.detail,
+          requestId: ctx.id,
+          headers: { ...forClient, ...result.headers },
+        });
         log(state, req, res.statusCode, result.code, ctx.id, ctx);
         return;
       }
       // Allowed: the headers the rule would set upstream, for the proxy to copy (auth_request_set,
       // authResponseHeaders, allowed_upstream_headers).
       const headers: Record<string, string> = {
+        ...forClient,
         'content-length': '0',
         'cache-control': 'no-store',
         'x-request-id': ctx.id,

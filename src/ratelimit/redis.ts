@@ -38,6 +38,7 @@ export class RedisBackend implements RateLimitBackend {
   readonly #timeoutMs: number;
   readonly #onFailure: RedisBackendOptions['onFailure'];
   #ready: Promise<void> | null = null;
+  #corked = false;
 
   constructor(options: RedisBackendOptions) {
     this.prefix = options.prefix;
@@ -113,8 +114,27 @@ export class RedisBackend implements RateLimitBackend {
           },
         );
       };
-      if (this.#client.status === 'ready') send();
-      else void this.#whenReady().then(send);
+      if (this.#client.status === 'ready') {
+        this.#coalesceWrites();
+        send();
+      } else void this.#whenReady().then(send);
+    });
+  }
+
+  /**
+   * Holds the connection's writes until the end of this event-loop turn, so the decisions of every
+   * request read in one turn go out in one write (and come back in one read): ioredis' own
+   * auto-pipelining only groups commands of one tick, and each request is a tick of its own.
+   */
+  #coalesceWrites(): void {
+    if (this.#corked) return;
+    const stream = (this.#client as { stream?: { cork(): void; uncork(): void } }).stream;
+    if (stream === undefined || typeof stream.cork !== 'function') return;
+    this.#corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      stream.uncork();
     });
   }
 
