@@ -1,21 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestContext } from '../gateway/context.ts';
+import { hopByHop } from '../gateway/headers.ts';
 
 /** What the gateway adds to `Via` (RFC 9110 §7.6.3): protocol version and a pseudonym, no host name. */
 export const viaEntry = '1.1 gatehouse';
-
-/** Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy proxy ones): never passed on. */
-const hopByHop = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 /**
  * Request headers the forward proxy sets itself: a client's copies are dropped. `expect` is

@@ -3,7 +3,7 @@ import type { ProblemCode } from '../errors.ts';
 import type { RequestContext } from './context.ts';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1 and the usual legacy ones): never forwarded in either direction. */
-const hopByHop = new Set([
+export const hopByHop: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
