@@ -5,11 +5,10 @@
 //
 //   npm run bench:jwt -- [--count 5000] [--rounds 7] [--concurrency 16] [--algs ES256,RS256] [--json file]
 //                        [--impls gatehouse,jose]   (one alone: for a CPU profile of just that side)
-import { spawnSync } from 'node:child_process';
+import { fmt, gitRevision, median } from './report.ts';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK, jwtVerify, SignJWT } from 'jose';
 import Value from 'typebox/value';
@@ -17,8 +16,6 @@ import { IdentityProviderSpec } from '../src/config/schemas/identity-provider.ts
 import { createJwtVerifier } from '../src/identity/jwt-verifier.ts';
 import type { JwtVerifier } from '../src/identity/types.ts';
 import { startJwksServer } from './jwks-server.ts';
-
-const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 
 const ALGS = ['ES256', 'RS256'] as const;
 type Alg = (typeof ALGS)[number];
@@ -218,29 +215,6 @@ async function runBatch(tokens: string[], concurrency: number, verifyOne: Verify
 
 // ---------------------------------------------------------------------------------------------------
 // Report
-
-function median(values: number[]): number {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
-
-const fmt = {
-  int: (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a'),
-  ratio: (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a'),
-  one: (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a'),
-};
-
-function gitRevision(): string {
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  if (head.status !== 0) return 'unknown';
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  });
-  return `${head.stdout.trim()}${dirty.stdout.trim() ? '+dirty' : ''}`;
-}
 
 function log(message: string): void {
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${message}\n`);

@@ -4,6 +4,7 @@
 //
 //   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
 //                    [--rules 10000] [--json file] [--cpu-prof] [--keep] [--gatehouse-node-flags='...']
+import { fmt, gitRevision, median } from './report.ts';
 import { gatewayNodeFlags } from '../src/cli/node-flags.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -380,15 +381,6 @@ function nginxVersion(): string {
 }
 
 /** The commit measured, with "+dirty" when the working tree has uncommitted changes. */
-function gitRevision(): string {
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  if (head.status !== 0) return 'unknown';
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  });
-  return `${head.stdout.trim()}${dirty.stdout.trim() ? '+dirty' : ''}`;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Load
@@ -485,20 +477,6 @@ function invalidReasons(r: RunResult): string[] {
 
 // ---------------------------------------------------------------------------------------------------
 // Report
-
-function median(values: number[]): number {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
-}
-
-const fmt = {
-  int: (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a'),
-  ms: (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a'),
-  ratio: (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a'),
-  one: (x: number | null) => (x !== null && Number.isFinite(x) ? x.toFixed(1) : 'n/a'),
-};
 
 interface Summary {
   target: Target;
