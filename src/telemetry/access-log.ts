@@ -37,12 +37,26 @@ export function createAccessLog(logger: Logger, name = 'gatehouse'): (entry: Acc
   const stream = (logger as unknown as Record<symbol, { write(line: string): void }>)[pino.symbols.streamSym];
   if (!stream) return (entry) => logger.info({ type: 'access', ...entry });
   const prefix = `{"level":30,"name":${JSON.stringify(name)},"type":"access","time":`;
+  // Lines of one event-loop turn go to the destination in one write (at most 64 KiB wait).
+  let pending = '';
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending === '') return;
+    const lines = pending;
+    pending = '';
+    stream.write(lines);
+  };
   return (e) => {
-    stream.write(
+    pending +=
       `${prefix}${Date.now()},"requestId":${str(e.requestId)},"route":${str(e.route)},"method":${str(e.method)},` +
-        `"host":${str(e.host)},"path":${str(e.path)},"status":${e.status},"ms":${num(e.ms)},` +
-        `"upstreamMs":${num(e.upstreamMs)},"bytesIn":${e.bytesIn},"bytesOut":${e.bytesOut},` +
-        `"client":${str(e.client)},"error":${str(e.error)},"completed":${e.completed}}\n`,
-    );
+      `"host":${str(e.host)},"path":${str(e.path)},"status":${e.status},"ms":${num(e.ms)},` +
+      `"upstreamMs":${num(e.upstreamMs)},"bytesIn":${e.bytesIn},"bytesOut":${e.bytesOut},` +
+      `"client":${str(e.client)},"error":${str(e.error)},"completed":${e.completed}}\n`;
+    if (pending.length > 65_536) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
   };
 }
