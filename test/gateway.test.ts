@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer, request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { httpRequest, parseRaw, rawRequest } from './helpers/http.ts';
@@ -455,6 +456,55 @@ describe('trusted proxies', () => {
       assert.match(String(seen.forwarded), /^for=203\.0\.113\.9, for=127\.0\.0\.1;/);
     } finally {
       await trusted.stop();
+    }
+  });
+});
+
+describe('client going away', () => {
+  test('aborts the upstream call at once (no upstream work for nobody)', async () => {
+    let upstreamClosed = false;
+    const slow = createServer((req, res) => {
+      req.socket.once('close', () => {
+        upstreamClosed = true;
+      });
+      setTimeout(() => res.end('late'), 5000).unref();
+    });
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const dir = tempConfigDir();
+    const gwPort = await freePort();
+    writeConfig(
+      dir,
+      'gateway.yaml',
+      `apiVersion: gatehouse.dev/v1
+kind: Gateway
+metadata: { name: g }
+spec: { listeners: [{ name: p, address: 127.0.0.1, port: ${gwPort} }] }
+---
+apiVersion: gatehouse.dev/v1
+kind: Upstream
+metadata: { name: slow }
+spec: { targets: [{ url: 'http://127.0.0.1:${(slow.address() as { port: number }).port}' }] }
+---
+apiVersion: gatehouse.dev/v1
+kind: APIRule
+metadata: { name: r }
+spec: { gateway: g, upstream: slow, rules: [{ path: /slow, authenticate: [{ noAuth: {} }] }] }
+`,
+    );
+    const gw = await startGateway([dir], ['--no-watch']);
+    try {
+      const req = request({ host: '127.0.0.1', port: gwPort, path: '/slow', agent: false });
+      req.on('error', () => {});
+      req.end();
+      await new Promise((r) => setTimeout(r, 200));
+      req.destroy();
+      const deadline = Date.now() + 4000;
+      while (!upstreamClosed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(upstreamClosed, 'the upstream connection was closed before the upstream answered');
+    } finally {
+      await gw.stop();
+      slow.closeAllConnections();
+      slow.close();
     }
   });
 });

@@ -169,12 +169,11 @@ function forward(
   if (target.hostHeader !== upstream.hostHeader && !upstream.preserveHost)
     setHostHeader(headers, target.hostHeader);
   const tracked = live.tracked;
-  const abort = new AbortController();
   let upstreamBody: Readable | null = null;
   res.once('close', () => {
     if (tracked) live.release(target);
     if (res.writableFinished) return;
-    abort.abort();
+    res.emit('abort'); // aborts the upstream call: see `signal` below
     if (upstreamBody && !upstreamBody.readableEnded) upstreamBody.destroy();
   });
   if (tracked) live.begin(target);
@@ -184,7 +183,9 @@ function forward(
     path: upstreamPath(ctx),
     headers,
     body,
-    signal: abort.signal,
+    // undici takes any EventEmitter with an 'abort' event as a signal: the response itself serves,
+    // so the common path allocates no AbortController and AbortSignal per request.
+    signal: res,
     headersTimeout: ctx.rule.responseTimeoutMs,
     bodyTimeout: upstream.idleTimeoutMs,
     servername: target.servername,
