@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { fakeCertificate, fakeContext } from '../../../test/helpers/fake-context.ts';
 import type { Identity } from '../../gateway/context.ts';
-import { type Condition, compileCertificateMatch, compileCondition, compileTemplate } from './conditions.ts';
+import {
+  type Condition,
+  compileCertificateMatch,
+  compileCondition,
+  compileTemplate,
+  paramsFor,
+  routeParams,
+} from './conditions.ts';
 
 const token: Identity = {
   method: 'jwt',
@@ -185,5 +192,28 @@ describe('compile errors', () => {
     ];
     for (const condition of bad)
       assert.throws(() => compileCondition(condition), TypeError, JSON.stringify(condition));
+  });
+});
+
+describe('path references checked against the route', () => {
+  test('a rule’s own condition may only name its route’s parameters', () => {
+    const params = routeParams('/tenants/{tenant}/items/{id}/{**}');
+    assert.deepEqual([...params], ['tenant', 'id', '**']);
+    assert.doesNotThrow(() => compileCondition({ claim: 'tenant', equals: '{path.tenant}' }, params));
+    assert.throws(
+      () => compileCondition({ claim: 'tenant', equals: '{path.tenat}' }, params),
+      /\{path\.tenat\}: the route has no parameter tenat/,
+      'a typo would silently disable a deny condition',
+    );
+  });
+
+  test('where the route is not known (a Policy over several routes) any name is accepted', () => {
+    assert.doesNotThrow(() => compileCondition({ claim: 'tenant', equals: '{path.anything}' }, null));
+    const deps = {
+      rule: { id: 'default/r#0', template: '/t/{tenant}' },
+      policy: { name: 'p', mode: 'enforce' },
+    };
+    assert.equal(paramsFor(deps as never), null);
+    assert.deepEqual([...(paramsFor({ ...deps, policy: null } as never) ?? [])], ['tenant']);
   });
 });

@@ -6,11 +6,12 @@ import Type, { type Static } from 'typebox';
 import type { Identity, RequestContext } from '../../gateway/context.ts';
 import type { CertificateIdentity } from '../../identity/certificate.ts';
 import { queryParam } from '../query-params.ts';
-import { respond, type Verdict } from '../types.ts';
+import { type PolicyDeps, respond, type Verdict } from '../types.ts';
 
 const referenceHelp =
   'Strings may reference the request: {path.<param>}, {header.<name>}, {query.<name>} (a reference that ' +
-  'resolves to nothing never matches); write a literal brace as {{ or }}.';
+  'resolves to nothing never matches; in a rule, {path.<param>} must name a parameter of its route); ' +
+  'write a literal brace as {{ or }}.';
 
 const Scalar = Type.Union([Type.String(), Type.Number(), Type.Boolean()]);
 
@@ -128,8 +129,22 @@ function resolverOf(source: string, name: string): (ctx: RequestContext) => stri
   };
 }
 
+/**
+ * Where `{path.x}` references are checked at compile time: the parameter names of the one route
+ * the condition is written for, or null when it is not known (a Policy spanning several routes,
+ * where a route without the parameter simply never matches).
+ */
+export type RouteParams = ReadonlySet<string> | null;
+
+/** The parameter names of a route template (`/t/{tenant}/{**}` → tenant, **). */
+export function routeParams(template: string): ReadonlySet<string> {
+  const names = new Set<string>();
+  for (const m of template.matchAll(/\{([^{}*]+|\*\*)\}/g)) names.add(m[1]!);
+  return names;
+}
+
 /** Parses a string with references; throws TypeError for a malformed one. */
-export function compileTemplate(text: string): Expected {
+export function compileTemplate(text: string, params: RouteParams = null): Expected {
   const parts: Array<string | ((ctx: RequestContext) => string | undefined)> = [];
   let literal = '';
   for (let i = 0; i < text.length; i++) {
@@ -151,6 +166,11 @@ export function compileTemplate(text: string): Expected {
         `bad reference in ${JSON.stringify(text)}: use {path.<param>}, {header.<name>} or {query.<name>} ` +
           '(a literal brace is {{)',
       );
+    if (params !== null && match[1] === 'path' && !params.has(match[2]!)) {
+      // A misspelt parameter would never match: harmless in `allow`, but it would silently
+      // switch a `deny` condition off. Refused where the route is known.
+      throw new TypeError(`{path.${match[2]}}: the route has no parameter ${match[2]}`);
+    }
     if (literal !== '') parts.push(literal);
     literal = '';
     parts.push(resolverOf(match[1]!, match[2]!));
@@ -173,8 +193,8 @@ export function compileTemplate(text: string): Expected {
   };
 }
 
-function compileValue(value: Value): Expected {
-  return typeof value === 'string' ? compileTemplate(value) : value;
+function compileValue(value: Value, params: RouteParams): Expected {
+  return typeof value === 'string' ? compileTemplate(value, params) : value;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,7 +253,7 @@ function equalsOneOf(actual: unknown, expected: readonly Expected[], ctx: Reques
   return false;
 }
 
-function compileClaimCondition(condition: Condition): Predicate {
+function compileClaimCondition(condition: Condition, params: RouteParams): Predicate {
   const read = claimReader(condition.claim!);
   const checks: Array<(actual: unknown, ctx: RequestContext) => boolean> = [];
   if (condition.exists !== undefined) {
@@ -241,11 +261,11 @@ function compileClaimCondition(condition: Condition): Predicate {
     checks.push((actual) => (actual !== undefined && actual !== null) === want);
   }
   if (condition.equals !== undefined) {
-    const expected = [compileValue(condition.equals)];
+    const expected = [compileValue(condition.equals, params)];
     checks.push((actual, ctx) => equalsOneOf(actual, expected, ctx));
   }
   if (condition.oneOf !== undefined) {
-    const expected = condition.oneOf.map(compileValue);
+    const expected = condition.oneOf.map((v) => compileValue(v, params));
     checks.push((actual, ctx) => equalsOneOf(actual, expected, ctx));
   }
   if (condition.pattern !== undefined) {
@@ -317,10 +337,10 @@ export function certificateOf(ctx: RequestContext, identity: Identity): Certific
 // ---------------------------------------------------------------------------------------------
 
 /** Compiles one condition; throws TypeError (reported at the policy) for an unusable one. */
-export function compileCondition(condition: Condition): Predicate {
+export function compileCondition(condition: Condition, params: RouteParams = null): Predicate {
   const kinds = (['claim', 'group', 'certificate'] as const).filter((k) => condition[k] !== undefined);
   if (kinds.length !== 1) throw new TypeError('a condition has exactly one of claim, group or certificate');
-  if (condition.claim !== undefined) return compileClaimCondition(condition);
+  if (condition.claim !== undefined) return compileClaimCondition(condition, params);
   const operators = (['equals', 'oneOf', 'exists', 'pattern'] as const).filter(
     (k) => condition[k] !== undefined,
   );
@@ -338,12 +358,17 @@ export function compileCondition(condition: Condition): Predicate {
 }
 
 /** Compiles a list of conditions, naming the failing entry in the error. */
-export function compileConditions(conditions: readonly Condition[]): Predicate[] {
+export function compileConditions(conditions: readonly Condition[], params: RouteParams = null): Predicate[] {
   return conditions.map((condition, index) => {
     try {
-      return compileCondition(condition);
+      return compileCondition(condition, params);
     } catch (err) {
       throw new TypeError(`condition ${index}: ${(err as Error).message}`);
     }
   });
+}
+
+/** The route parameters to check references against: known only for a rule's own conditions. */
+export function paramsFor(deps: PolicyDeps): RouteParams {
+  return deps.rule && !deps.policy ? routeParams(deps.rule.template) : null;
 }

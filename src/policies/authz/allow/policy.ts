@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { CONTINUE, type PolicyFactory, respond, type Verdict } from '../../types.ts';
-import { Condition, callerOf, compileConditions, notAuthenticated } from '../conditions.ts';
+import { Condition, callerOf, compileConditions, notAuthenticated, paramsFor } from '../conditions.ts';
 
 const AllowConfig = Type.Array(Condition, {
   minItems: 1,
@@ -17,8 +17,8 @@ export const allow: PolicyFactory<AllowConfig> = {
   name: 'allow',
   stage: 'authorize',
   schema: AllowConfig,
-  compile(config) {
-    const predicates = compileConditions(config);
+  compile(config, deps) {
+    const predicates = compileConditions(config, paramsFor(deps));
     return {
       name: 'allow',
       handle(ctx): Verdict {

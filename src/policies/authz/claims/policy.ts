@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { CONTINUE, type PolicyFactory, respond, type Verdict } from '../../types.ts';
-import { Condition, callerOf, compileConditions, notAuthenticated } from '../conditions.ts';
+import { Condition, callerOf, compileConditions, notAuthenticated, paramsFor } from '../conditions.ts';
 
 const ClaimsConfig = Type.Array(Condition, {
   minItems: 1,
@@ -13,8 +13,8 @@ export const claims: PolicyFactory<ClaimsConfig> = {
   name: 'claims',
   stage: 'authorize',
   schema: ClaimsConfig,
-  compile(config) {
-    const predicates = compileConditions(config);
+  compile(config, deps) {
+    const predicates = compileConditions(config, paramsFor(deps));
     const verdicts = predicates.map((_, i) => respond('forbidden', `authorize.claims[${i}] does not hold`));
     return {
       name: 'claims',

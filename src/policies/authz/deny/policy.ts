@@ -1,6 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { CONTINUE, type PolicyFactory, respond, type Verdict } from '../../types.ts';
-import { Condition, callerOf, compileConditions, notAuthenticated } from '../conditions.ts';
+import { Condition, callerOf, compileConditions, notAuthenticated, paramsFor } from '../conditions.ts';
 
 const DenyConfig = Type.Array(Condition, {
   minItems: 1,
@@ -14,8 +14,8 @@ export const deny: PolicyFactory<DenyConfig> = {
   name: 'deny',
   stage: 'authorize',
   schema: DenyConfig,
-  compile(config) {
-    const predicates = compileConditions(config);
+  compile(config, deps) {
+    const predicates = compileConditions(config, paramsFor(deps));
     const verdicts = predicates.map((_, i) => respond('forbidden', `denied by authorize.deny[${i}]`));
     return {
       name: 'deny',
