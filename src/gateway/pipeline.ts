@@ -14,11 +14,24 @@ const UNAUTHENTICATED: PipelineResult = Object.freeze({
   detail: 'no credential accepted by this route was presented',
 });
 
+/** Each authenticate chain's 401, built on first use and then reused (chains are immutable, per plan). */
+const unauthenticatedByChain = new WeakMap<readonly CompiledPolicy[], PipelineResult>();
+
 /** 401 with the challenges of the chain's methods (Bearer, ApiKey…), so a client knows what to send. */
 function unauthenticated(policies: readonly CompiledPolicy[]): PipelineResult {
-  const challenges = [...new Set(policies.map((p) => p.challenge).filter((c) => c !== undefined))];
-  if (challenges.length === 0) return UNAUTHENTICATED;
-  return { ...UNAUTHENTICATED, headers: { 'www-authenticate': challenges.join(', ') } } as PipelineResult;
+  let result = unauthenticatedByChain.get(policies);
+  if (result === undefined) {
+    const challenges = [...new Set(policies.map((p) => p.challenge).filter((c) => c !== undefined))];
+    result =
+      challenges.length === 0
+        ? UNAUTHENTICATED
+        : (Object.freeze({
+            ...UNAUTHENTICATED,
+            headers: Object.freeze({ 'www-authenticate': challenges.join(', ') }),
+          }) as PipelineResult);
+    unauthenticatedByChain.set(policies, result);
+  }
+  return result;
 }
 
 /**
