@@ -71,8 +71,7 @@ export type WriteRefusal =
 
 export type WriteResult =
   /** `changes` is empty when every op left its resource as it was (a put with the same labels and spec). */
-  | { ok: true; revision: number; changes: Change[] }
-  | ({ ok: false } & WriteRefusal);
+  { ok: true; revision: number; changes: Change[] } | ({ ok: false } & WriteRefusal);
 
 export interface WriteContext {
   actor: string;
