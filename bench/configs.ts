@@ -1,6 +1,6 @@
 // Generated configurations for the benchmark targets: Gatehouse YAML (1, 10 or 10 000 rules, or one
 // JWT route) and nginx.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The request every target gets: same method, path and Host header. */
@@ -278,4 +278,43 @@ http {
   const path = join(prefix, 'nginx.conf');
   writeFileSync(path, conf);
   return path;
+}
+
+/** What the observed targets send where (bench/run.ts starts ingestion and the OTLP sink). */
+export interface BenchObservability {
+  /** `tokens.issuer` of this gateway: ingestion trusts each observed target by its issuer. */
+  readonly issuer: string;
+  readonly ingestUrl: string;
+  readonly otlpUrl: string | null;
+  /** null: the default. */
+  readonly sampleRatio: number | null;
+  readonly spoolDir: string;
+}
+
+/**
+ * The single route of writeSingleRouteConfig with API event records shipped to analytics ingestion
+ * (spooled to disk, zstd) and, unless otlpUrl is null, OpenTelemetry tracing exported over OTLP/HTTP.
+ */
+export function writeObservedRouteConfig(
+  dir: string,
+  listenPort: number,
+  adminPort: number,
+  upstreamUrl: string,
+  obs: BenchObservability,
+): GatehouseConfig {
+  const config = writeSingleRouteConfig(dir, listenPort, adminPort, upstreamUrl);
+  const file = join(dir, 'gateway.yaml');
+  const extra =
+    `  tokens: { issuer: "${obs.issuer}" }\n` +
+    `  analytics:\n` +
+    `    http: { url: "${obs.ingestUrl}" }\n` +
+    `    retry: { maxDelay: 1s }\n` +
+    `    spool: { dir: "${obs.spoolDir}" }\n` +
+    (obs.otlpUrl === null
+      ? ''
+      : `  tracing: { otlp: { url: "${obs.otlpUrl}" }${obs.sampleRatio === null ? '' : `, sampleRatio: ${obs.sampleRatio}`} }\n`);
+  const yaml = readFileSync(file, 'utf8').replace('  shutdown: { drainTimeout: 2s }\n', (m) => m + extra);
+  if (!yaml.includes('  analytics:\n')) throw new Error('bench config: could not add the analytics section');
+  writeFileSync(file, yaml);
+  return config;
 }

@@ -23,6 +23,7 @@ import {
   writeJwtRouteConfig,
   writeManyRulesConfig,
   writeNginxConfig,
+  writeObservedRouteConfig,
   writeRateLimitRouteConfig,
   writeSingleRouteConfig,
 } from './configs.ts';
@@ -40,6 +41,7 @@ import {
   waitUntil,
 } from './procs.ts';
 import { UPSTREAM_BODY } from './upstream.ts';
+import { awaitDelivery, exportedSpans, startIngest } from './observability.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const benchDir = fileURLToPath(new URL('./', import.meta.url));
@@ -62,7 +64,10 @@ type TargetId =
   | 'gatehouse-nolog'
   | 'gatehouse-rl-local'
   | 'gatehouse-rl-redis'
-  | 'gatehouse-rl-batched';
+  | 'gatehouse-rl-batched'
+  | 'gatehouse-obs'
+  | 'gatehouse-obs-all'
+  | 'gatehouse-analytics';
 /** What a plain `npm run bench` measures. */
 const DEFAULT_TARGETS: TargetId[] = [
   'gatehouse',
@@ -83,7 +88,14 @@ const ALL_TARGETS: TargetId[] = [
   'gatehouse-rl-local',
   'gatehouse-rl-redis',
   'gatehouse-rl-batched',
+  // The noAuth route with API events shipped to analytics ingestion and OpenTelemetry tracing on,
+  // both with their defaults (tracing.sampleRatio 0.01); with every request's trace recorded
+  // (sampleRatio 1); and with analytics alone.
+  'gatehouse-obs',
+  'gatehouse-obs-all',
+  'gatehouse-analytics',
 ];
+const OBSERVED: readonly TargetId[] = ['gatehouse-obs', 'gatehouse-obs-all', 'gatehouse-analytics'];
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 interface Target {
@@ -664,6 +676,26 @@ async function main(): Promise<number> {
   const identity = targets.includes('gatehouse-jwt') ? await startIdentity() : null;
   if (identity) log(`JWKS on ${identity.idp.jwksUri}, token of ${identity.token.length} bytes`);
 
+  // Observed targets ship events to analytics ingestion (started once they are, since it trusts each
+  // gateway's key set on its admin port) and export spans to an OTLP sink, each in its own process.
+  const observed = targets.filter((t) => OBSERVED.includes(t));
+  const ingestPort = observed.length ? await freePort() : 0;
+  const trustedGateways: Array<{ issuer: string; adminPort: number }> = [];
+  let otlpUrl: string | null = null;
+  let otlpSink: Child | null = null;
+  if (observed.some((t) => t !== 'gatehouse-analytics')) {
+    // Niced like ingestion (bench/observability.ts): a collector runs elsewhere in a deployment.
+    otlpSink = start(
+      'OTLP sink',
+      'nice',
+      ['-n', '19', process.execPath, join(benchDir, 'otlp-sink.ts'), '--exit-with-stdin'],
+      {
+        stdinPipe: true,
+      },
+    );
+    otlpUrl = `http://127.0.0.1:${await waitForReadyPort(otlpSink)}/v1/traces`;
+  }
+
   const started: Target[] = [];
   const routeIds = new Map<TargetId, string>();
   for (const id of targets) {
@@ -692,6 +724,24 @@ async function main(): Promise<number> {
         const redis = { url: REDIS_URL, prefix: `gatehouse-bench:${process.pid}:${id}:`, timeout: '1s' };
         writeConfig = (dir, port, adminPort) =>
           writeRateLimitRouteConfig(dir, port, adminPort, upstreamUrl, backend, redis);
+      } else if (OBSERVED.includes(id)) {
+        label =
+          id === 'gatehouse-obs'
+            ? 'Gatehouse, noAuth + analytics + tracing (defaults)'
+            : id === 'gatehouse-obs-all'
+              ? 'Gatehouse, noAuth + analytics + tracing (every request recorded)'
+              : 'Gatehouse, noAuth + analytics';
+        const issuer = `gatehouse://bench-${id}`;
+        writeConfig = (dir, port, adminPort) => {
+          trustedGateways.push({ issuer, adminPort });
+          return writeObservedRouteConfig(dir, port, adminPort, upstreamUrl, {
+            issuer,
+            ingestUrl: `http://127.0.0.1:${ingestPort}/analytics/v1/events`,
+            otlpUrl: id === 'gatehouse-analytics' ? null : otlpUrl,
+            sampleRatio: id === 'gatehouse-obs-all' ? 1 : null,
+            spoolDir: join(dir, 'spool'),
+          });
+        };
       } else if (id === 'gatehouse-jwt') {
         const { idp, token } = identity!;
         label = 'Gatehouse, JWT route (warm cache)';
@@ -719,6 +769,11 @@ async function main(): Promise<number> {
     log(`${target.label} ready on ${target.baseUrl} in ${Math.round(target.startupMs)} ms`);
     started.push(target);
   }
+
+  const ingest =
+    observed.length && !process.env.BENCH_NO_INGEST
+      ? await startIngest(workDir, ingestPort, trustedGateways)
+      : null;
 
   // Every target must answer the benched request with the upstream's body before it is measured, and
   // Gatehouse must have routed it to the intended rule (not to some other rule that happens to match).
@@ -794,12 +849,38 @@ async function main(): Promise<number> {
     ratio('rate limit, local / noAuth', 0.9, by('gatehouse-rl-local'), by('gatehouse')),
     ratio('rate limit, redis / noAuth', 0.7, by('gatehouse-rl-redis'), by('gatehouse')),
     ratio('rate limit, redis batched / noAuth', 0.7, by('gatehouse-rl-batched'), by('gatehouse')),
+    ratio('noAuth, analytics + tracing on (defaults) / off', 0.95, by('gatehouse-obs'), by('gatehouse')),
+    ratio(
+      'noAuth, analytics + tracing (every request recorded) / off',
+      null,
+      by('gatehouse-obs-all'),
+      by('gatehouse'),
+    ),
+    ratio('noAuth, analytics alone / off', null, by('gatehouse-analytics'), by('gatehouse')),
   ].filter((r): r is Ratio => r !== null);
 
   // Gatehouse logs one line per request; a quick check that the access log really was written.
   const accessLines = started
     .filter((t) => t.logFile)
     .map((t) => `${t.label}: ${fmt.one(statSync(t.logFile!).size / 1048576)} MiB of access log`);
+
+  // Observed targets: every request answered (warm-up, rounds, probe) must reach ingestion.
+  const deliveryLines: string[] = [];
+  if (ingest) {
+    const answered =
+      observed.reduce((sum, id) => {
+        const s = by(id);
+        return sum + (s ? s.runs.reduce((n, r) => n + r.requests, 0) : 0);
+      }, 0) + observed.length;
+    log(`waiting for ingestion to hold the ${answered}+ events of the observed targets`);
+    const stored = await awaitDelivery(ingest, answered);
+    deliveryLines.push(
+      `analytics: ${stored} events stored for ${answered} requests measured (+ warm-up) on the observed targets` +
+        (stored < answered ? ' — NOT ALL DELIVERED within 30 s' : ''),
+    );
+    if (otlpUrl)
+      deliveryLines.push(`tracing: ${await exportedSpans(otlpUrl)} spans received by the OTLP sink`);
+  }
 
   const out: string[] = [];
   out.push(
@@ -833,6 +914,7 @@ async function main(): Promise<number> {
       ),
     '',
     `access logs: ${accessLines.join('; ') || 'n/a'}`,
+    ...deliveryLines,
   );
   if (opts.gatehouseNodeFlags.length) {
     out.push('', `Gatehouse processes ran with extra node flags: ${opts.gatehouseNodeFlags.join(' ')}`);

@@ -33,6 +33,10 @@ describe('gatehouse dev serves the quickstart', () => {
   let port: number;
   let admin: number;
   let idp: string;
+  let dir: string;
+  let dataDir: string;
+  let cpPort: number;
+  let devArgs: string[];
 
   before(async () => {
     port = await freePort();
@@ -47,9 +51,11 @@ describe('gatehouse dev serves the quickstart', () => {
       .replace('http://127.0.0.1:7002', idp);
     assert.notEqual(yaml.indexOf(`port: ${port}`), -1, 'the example still has the ports this test replaces');
     assert.notEqual(yaml.indexOf(`issuer: ${idp}`), -1, 'the example still names the demo identity provider');
-    const dir = tempConfigDir();
+    dir = tempConfigDir();
     writeConfig(dir, 'gateway.yaml', yaml);
-    dev = runCli([
+    dataDir = tempConfigDir('gatehouse-dev-data-');
+    cpPort = await freePort();
+    devArgs = [
       'dev',
       '--config',
       dir,
@@ -57,7 +63,12 @@ describe('gatehouse dev serves the quickstart', () => {
       String(upstream),
       '--idp-port',
       String(idpPort),
-    ]);
+      '--cp-port',
+      String(cpPort),
+      '--data-dir',
+      dataDir,
+    ];
+    dev = runCli(devArgs);
     await dev.waitFor(/Gatehouse dev is running/, 30_000);
     await dev.waitFor(/Ctrl-C stops/);
   });
@@ -118,6 +129,41 @@ describe('gatehouse dev serves the quickstart', () => {
     const bad = await httpRequest(port, '/orders', { headers: { authorization: `Bearer ${tampered}` } });
     assert.equal(bad.status, 401);
     assert.equal(bad.json().code, 'invalid_token');
+  });
+
+  test('a change applied to the control plane reaches the gateway, and survives a restart', async () => {
+    const env = {
+      GATEHOUSE_SERVER: `http://127.0.0.1:${cpPort}`,
+      GATEHOUSE_TOKEN: readFileSync(join(dataDir, 'admin-token'), 'utf8').trim(),
+    };
+    assert.match(dev.stdout(), /npx gatehouse apply -f /);
+    assert.equal((await httpRequest(port, '/applied')).status, 404);
+    const extra = `apiVersion: gatehouse.dev/v1
+kind: APIRule
+metadata: { name: applied }
+spec:
+  gateway: quickstart
+  upstream: demo
+  rules: [{ path: /applied, methods: [GET], authenticate: [{ noAuth: {} }] }]
+`;
+    writeConfig(dir, 'applied.yaml', extra);
+    const apply = runCli(['apply', '-f', dir], env);
+    assert.equal((await apply.exited).code, 0, apply.stderr());
+    assert.match(apply.stdout(), /apirule\/applied created/i);
+    const deadline = Date.now() + 10_000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = (await httpRequest(port, '/applied')).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(status, 200, 'the gateway serves the applied rule');
+
+    // Restart on the same data dir: the store and the gateway's identity are kept.
+    await dev.stop();
+    dev = runCli(devArgs);
+    await dev.waitFor(/Ctrl-C stops/, 30_000);
+    assert.equal((await httpRequest(port, '/applied')).status, 200);
+    assert.equal((await httpRequest(port, '/hello')).status, 200);
   });
 });
 

@@ -4,7 +4,7 @@ import { Compile } from 'typebox/compile';
 import Value from 'typebox/value';
 import { isNode, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { type ConfigError, formatFieldPath } from './errors.ts';
-import { readableSchemaErrors } from './schema-errors.ts';
+import { type FieldProblem, readableSchemaErrors } from './schema-errors.ts';
 import { apiVersion } from './schemas/metadata.ts';
 import { isKind, type Kind, kindSchemas, kinds } from './schemas/index.ts';
 
@@ -123,30 +123,49 @@ export function parseResources(
     const value = doc.toJS({ maxAliasCount: 50 }) as unknown;
     const fail = (path: Array<string | number>, message: string) =>
       errors.push({ file, ...source.locate(path), path: formatFieldPath(path), message });
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      fail([], 'a resource must be a mapping with apiVersion, kind, metadata and spec');
+    const checked = checkResource(value);
+    if (!checked.ok) {
+      for (const problem of checked.problems) fail(problem.path, problem.message);
       continue;
     }
-    const record = value as Record<string, unknown>;
-    if (record.apiVersion !== apiVersion) {
-      fail(['apiVersion'], `must be ${apiVersion}`);
-      continue;
-    }
-    if (!isKind(record.kind)) {
-      fail(['kind'], `unknown kind ${JSON.stringify(record.kind)}; known kinds: ${kinds.join(', ')}`);
-      continue;
-    }
-    const kind = record.kind;
-    const withDefaults = Value.Default(kindSchemas[kind], structuredClone(record)) as Record<string, unknown>;
-    const validator = validators[kind];
-    if (!validator.Check(withDefaults)) {
-      for (const problem of readableSchemaErrors(validator.Errors(withDefaults)))
-        fail(problem.path, problem.message);
-      continue;
-    }
-    resources.push({ ...(withDefaults as unknown as Omit<LoadedResource, 'source'>), source });
+    resources.push({ ...checked.resource, source });
   }
   return { resources, errors };
+}
+
+/**
+ * The schema checks of one resource already parsed into a plain object (from YAML, or a JSON body
+ * sent to the control plane): apiVersion, kind, then the kind's schema with its defaults applied.
+ */
+export function checkResource(
+  value: unknown,
+): { ok: true; resource: Omit<LoadedResource, 'source'> } | { ok: false; problems: FieldProblem[] } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return {
+      ok: false,
+      problems: [
+        { path: [], message: 'a resource must be a mapping with apiVersion, kind, metadata and spec' },
+      ],
+    };
+  const record = value as Record<string, unknown>;
+  if (record.apiVersion !== apiVersion)
+    return { ok: false, problems: [{ path: ['apiVersion'], message: `must be ${apiVersion}` }] };
+  if (!isKind(record.kind))
+    return {
+      ok: false,
+      problems: [
+        {
+          path: ['kind'],
+          message: `unknown kind ${JSON.stringify(record.kind)}; known kinds: ${kinds.join(', ')}`,
+        },
+      ],
+    };
+  const kind = record.kind;
+  const withDefaults = Value.Default(kindSchemas[kind], structuredClone(record)) as Record<string, unknown>;
+  const validator = validators[kind];
+  if (!validator.Check(withDefaults))
+    return { ok: false, problems: readableSchemaErrors(validator.Errors(withDefaults)) };
+  return { ok: true, resource: withDefaults as unknown as Omit<LoadedResource, 'source'> };
 }
 
 function locateIn(

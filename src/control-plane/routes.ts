@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProblemCode } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { GatewayAuthenticator, GatewayIdentity } from './security/types.ts';
 import type { ResourceStore } from './store/types.ts';
@@ -19,8 +20,13 @@ export interface OperatorIdentity {
 }
 
 export type RouteAuth =
-  /** An operator with at least `role` in the namespace of path parameter `namespaceParam` (or in `*` when absent). */
-  | { kind: 'operator'; role: Role; namespaceParam?: string }
+  /**
+   * An operator with at least `role` in the namespace of path parameter `namespaceParam` (or in `*`
+   * when absent). With `anyNamespace`, any authenticated operator gets in and the handler itself
+   * checks the namespaces it touches (lists across namespaces, apply, watch, audit), so that a
+   * refusal names the namespace: see `requireRole` / `operatorMay` in api/roles.ts.
+   */
+  | { kind: 'operator'; role: Role; namespaceParam?: string; anyNamespace?: boolean }
   /** A registered gateway (client certificate in mtls mode, bearer JWT in jwt mode). */
   | { kind: 'gateway' }
   /** No credential (registration with a bootstrap token, the JWKS, the CA certificate). */
@@ -42,6 +48,15 @@ export interface RouteCall {
   json(value: unknown, status?: number): void;
 }
 
+export interface RouteDocs {
+  query?: readonly string[];
+  /** A component schema name (a kind, e.g. `APIRule`, or one openapi.ts defines). */
+  requestSchema?: string;
+  responseSchema?: string;
+  /** The answer is a Server-Sent Events stream. */
+  stream?: boolean;
+}
+
 export interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   /** Template: literal segments and `{name}` segments, e.g. `/api/v1/namespaces/{namespace}/{plural}/{name}`. */
@@ -49,15 +64,17 @@ export interface Route {
   auth: RouteAuth;
   /** One line for the OpenAPI description. */
   summary: string;
+  /** Optional details for the OpenAPI description (openapi.ts): query parameters, bodies by component name. */
+  docs?: RouteDocs;
   handle(call: RouteCall): Promise<void> | void;
 }
 
 /** Thrown from a route handler: answered as problem+json with this code (src/errors.ts). */
 export class HttpProblem extends Error {
-  readonly code: string;
+  readonly code: ProblemCode;
   readonly detail: string | undefined;
   readonly extra: Readonly<Record<string, unknown>> | undefined;
-  constructor(code: string, detail?: string, extra?: Record<string, unknown>) {
+  constructor(code: ProblemCode, detail?: string, extra?: Record<string, unknown>) {
     super(detail ?? code);
     this.code = code;
     this.detail = detail;

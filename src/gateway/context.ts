@@ -60,6 +60,8 @@ export interface RequestContext {
   upstreamQuery?: string;
   /** The internal JWT minted for this request by `mutate.token` (header templates read it as `{{ token }}`). */
   internalToken?: string;
+  /** W3C `traceparent` of the upstream call's span (tracing on): replaces the client's upstream. */
+  traceparent?: string;
 }
 
 /** Records a header for the upstream request (strip-then-inject is applied by the forwarder). */

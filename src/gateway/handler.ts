@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { ApiEventRecorder } from '../analytics/call.ts';
 import type { ProblemCode } from '../errors.ts';
 import type { Plan, RetryReason } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { RequestTrace, RequestTracing } from '../telemetry/tracing.ts';
 import { type AccessEntry, createAccessLog } from '../telemetry/access-log.ts';
 import { type GatewayMetrics, statusClass } from '../telemetry/metrics.ts';
 import type { RequestContext } from './context.ts';
@@ -26,6 +28,10 @@ export interface GatewayState {
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   readonly draining: boolean;
+  /** API event records for analytics (Gateway spec.analytics); absent: none. */
+  readonly analytics?: ApiEventRecorder | null;
+  /** OpenTelemetry spans (Gateway spec.tracing); absent: none. */
+  readonly tracing?: RequestTracing | null;
 }
 
 /** Per-request bookkeeping for the access log and metrics. */
@@ -35,6 +41,7 @@ interface Outcome {
   bytesIn: number;
   bytesOut: number;
   error: ProblemCode | null;
+  trace: RequestTrace | null;
 }
 
 class BodyTooLarge extends Error {
@@ -55,7 +62,14 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
   return function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const plan = state.plan;
-    const outcome: Outcome = { route: '', upstreamMs: null, bytesIn: 0, bytesOut: 0, error: null };
+    const outcome: Outcome = {
+      route: '',
+      upstreamMs: null,
+      bytesIn: 0,
+      bytesOut: 0,
+      error: null,
+      trace: state.tracing ? state.tracing.begin(req.method ?? 'GET', req.headers) : null,
+    };
     const admission = admit(req, plan, listener);
     const requestId = admission.ok ? admission.ctx.id : admission.requestId;
     res.once('close', () => {
@@ -75,7 +89,8 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
     outcome.route = ctx.rule.id;
     let verdict: ReturnType<typeof runPipeline>;
     try {
-      verdict = runPipeline(ctx.rule, ctx);
+      const trace = outcome.trace;
+      verdict = trace ? trace.run(() => runPipeline(ctx.rule, ctx)) : runPipeline(ctx.rule, ctx);
     } catch (err) {
       fail(state, res, outcome, ctx, err);
       return;
@@ -160,6 +175,7 @@ function forward(
     return;
   }
   if (live.retryBudget !== null) live.countRequest();
+  if (outcome.trace) ctx.traceparent = outcome.trace.startUpstream(ctx.method, upstream.id);
   const headers = upstreamRequestHeaders(req.rawHeaders, ctx, rawHost);
   if (retryable(upstream.retries, ctx.method, body !== null)) {
     forwardWithRetries(state, res, ctx, live, target, headers, outcome, started);
@@ -432,6 +448,22 @@ function record(
   const status = res.headersSent ? res.statusCode : 0;
   const route = outcome.route || 'none';
   state.metrics.observeRequest(route, req.method ?? '', status ? statusClass(status) : 'aborted', ms / 1000);
+  state.analytics?.record({
+    time: performance.timeOrigin + started,
+    requestId,
+    ctx,
+    method: req.method ?? '',
+    client: ctx?.client.address ?? req.socket.remoteAddress ?? '',
+    status,
+    latencyMs: ms,
+    upstreamMs: outcome.upstreamMs,
+    bytesIn: outcome.bytesIn,
+    bytesOut: outcome.bytesOut,
+    error: outcome.error,
+    traceId: outcome.trace?.traceId ?? null,
+    completed: res.writableFinished,
+  });
+  outcome.trace?.end(status, ctx?.rule.template ?? null, outcome.error, outcome.upstreamMs);
   if (!state.plan.gateway.accessLog.enabled) return;
   writeAccess({
     requestId,

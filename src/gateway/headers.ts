@@ -142,7 +142,11 @@ export function upstreamRequestHeaders(
     if (hopByHop.has(lower)) continue;
     if (nominated?.has(lower) || policySet?.has(lower)) continue;
     // A malformed traceparent is dropped rather than forwarded (W3C Trace Context: restart the trace).
-    if (lower === 'traceparent' && !traceparentPattern.test(rawHeaders[i + 1]!)) continue;
+    if (
+      lower === 'traceparent' &&
+      (ctx.traceparent !== undefined || !traceparentPattern.test(rawHeaders[i + 1]!))
+    )
+      continue;
     out.push(name, rawHeaders[i + 1]!);
   }
   const { headers, client, listener } = ctx;
@@ -162,6 +166,7 @@ export function upstreamRequestHeaders(
     out.push('forwarded', `for=${forwardedFor(client.peerAddress)};host="${rawHost}";proto=${proto}`);
   }
   out.push('x-request-id', ctx.id);
+  if (ctx.traceparent !== undefined) out.push('traceparent', ctx.traceparent);
   if (policySet) for (const [name, value] of policySet) if (value !== null) out.push(name, value);
   return out;
 }

@@ -14,6 +14,10 @@ import type { ShadowDenialRecorder } from '../plan/shadow.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../telemetry/metrics.ts';
+import { startGatewayAnalytics } from '../analytics/gateway-hook.ts';
+import type { EventShipper } from '../analytics/shipper.ts';
+import type { SubsystemCredentials } from '../control-plane/security/types.ts';
+import { createRequestTracing, type RequestTracing } from '../telemetry/tracing.ts';
 import { createAdminServer } from './admin.ts';
 import { withDecisionEndpoint } from './decision.ts';
 import { createRequestHandler, type GatewayState } from './handler.ts';
@@ -30,6 +34,8 @@ export interface GatewayOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Reload when a config file changes (debounced). */
   watch?: boolean;
+  /** Connected mode: the gateway's credentials from the control plane (analytics `auth: control-plane`). */
+  subsystemCredentials?: SubsystemCredentials;
 }
 
 /** Loads and compiles the config; throws ConfigInvalidError with every problem found. */
@@ -63,6 +69,10 @@ export class GatewayRuntime implements GatewayState {
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
   draining = false;
+  /** The API event shipper (spec.analytics, fixed at start); null when off. */
+  analytics: EventShipper | null = null;
+  /** OpenTelemetry spans (spec.tracing, fixed at start); null when off. */
+  tracing: RequestTracing | null = null;
   readonly #options: GatewayOptions;
   readonly #servers: Array<{ name: string; server: Server }> = [];
   #admin: Server | null = null;
@@ -145,6 +155,26 @@ export class GatewayRuntime implements GatewayState {
       throw err;
     }
     const runtime = new GatewayRuntime(plan, options, providers, metrics, tokens, credentials, rateLimiters);
+    try {
+      runtime.analytics = startGatewayAnalytics({
+        plan,
+        planNow: () => runtime.plan,
+        configPaths: options.configPaths,
+        registry: metrics.registry,
+        logger,
+        subsystemCredentials: options.subsystemCredentials,
+      });
+      const tracing = plan.gateway.tracing;
+      if (tracing?.enabled) runtime.tracing = createRequestTracing(tracing, plan.gatewayName);
+    } catch (err) {
+      void runtime.analytics?.close(0);
+      void runtime.upstreams.closeAll();
+      providers.closeAll();
+      tokens.closeAll();
+      credentials.close();
+      void rateLimiters.closeAll();
+      throw err;
+    }
     await runtime.#listen();
     if (options.watch) runtime.#watch();
     return runtime;
@@ -216,11 +246,20 @@ export class GatewayRuntime implements GatewayState {
     return out;
   }
 
-  /** Builds a new plan from the config and swaps it in; on any problem the old plan keeps serving. */
-  reload(reason: string): boolean {
+  /** Why the last reload was refused (every problem, one per line), or null after an applied one. */
+  get lastReloadError(): string | null {
+    return this.#reloads.lastError;
+  }
+
+  /**
+   * Builds a new plan from the config and swaps it in; on any problem the old plan keeps serving.
+   * `paths` replaces the configured paths for this reload only (connected mode: a received snapshot
+   * is tried from its own file before it becomes the last good one).
+   */
+  reload(reason: string, paths: readonly string[] = this.#options.configPaths): boolean {
     let next: Plan;
     try {
-      next = buildPlan(this.#options.configPaths, {
+      next = buildPlan(paths, {
         gatewayName: this.#options.gatewayName,
         providers: this.providers,
         tokens: this.tokens,
@@ -320,6 +359,8 @@ export class GatewayRuntime implements GatewayState {
     for (const { server } of this.#servers) server.closeAllConnections();
     this.#forwardProxy?.close(); // CONNECT tunnels are no longer the server's connections
     await Promise.all(closed);
+    await this.analytics?.close(); // before the token keys go: the last uploads are signed with them
+    await this.tracing?.close(); // exports the spans still queued
     await this.upstreams.closeAll();
     this.providers.closeAll();
     this.tokens.closeAll();

@@ -1,4 +1,5 @@
 import { type Dispatcher, request } from 'undici';
+import { withClientSpan } from '../telemetry/tracing.ts';
 
 /** Why a document could not be fetched; the message is safe to log (no body, no credentials). */
 export class FetchJsonError extends Error {
@@ -9,11 +10,14 @@ export interface FetchJsonOptions {
   signal: AbortSignal;
   maxBytes: number;
   dispatcher: Dispatcher;
+  /** Name of the client span made when the calling request is traced (default `HTTP <method>`). */
+  spanName?: string;
 }
 
 /** GETs a JSON object (a key set, a discovery document) — see fetchJsonObject. */
 export function getJsonObject(url: string, options: FetchJsonOptions): Promise<Record<string, unknown>> {
   return fetchJsonObject(url, {
+    spanName: 'key-set fetch',
     ...options,
     method: 'GET',
     headers: { accept: 'application/json, application/jwk-set+json' },
@@ -26,7 +30,16 @@ export function getJsonObject(url: string, options: FetchJsonOptions): Promise<R
  * an introspection answer must come from where the config or the issuer's own discovery document
  * says) and the body is streamed, so the cap holds before it is buffered.
  */
-export async function fetchJsonObject(
+export function fetchJsonObject(
+  url: string,
+  options: FetchJsonOptions & { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
+): Promise<Record<string, unknown>> {
+  return withClientSpan(options.spanName ?? `HTTP ${options.method}`, { 'url.full': url }, () =>
+    fetchBoundedJson(url, options),
+  );
+}
+
+async function fetchBoundedJson(
   url: string,
   options: FetchJsonOptions & { method: 'GET' | 'POST'; headers: Record<string, string>; body?: string },
 ): Promise<Record<string, unknown>> {

@@ -181,6 +181,7 @@ async function callJson(
   try {
     return await fetchJsonObject(url, {
       ...init,
+      spanName: init.method === 'POST' ? 'introspection' : 'discovery',
       signal: AbortSignal.timeout(limits.timeoutMs),
       maxBytes: limits.maxBytes,
       dispatcher: agent,

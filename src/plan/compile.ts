@@ -48,6 +48,11 @@ export interface CompileOptions {
   credentials?: OutboundCredentials;
   /** Rate-limit backends (`spec.rateLimits`); by default an offline registry that connects nowhere. */
   rateLimiters?: RateLimiterRegistry;
+  /**
+   * False: read no file the config names (TLS certificates and keys, signing keys) — the control
+   * plane validates configs whose files live on the gateway hosts. Everything else is checked.
+   */
+  readFiles?: boolean;
 }
 
 function offlineProviders(): ProviderRegistry {
@@ -60,9 +65,12 @@ function offlineProviders(): ProviderRegistry {
  * `gatewayName` may be omitted when the resources hold exactly one Gateway.
  */
 export function compilePlan(
-  resources: readonly LoadedResource[],
+  allResources: readonly LoadedResource[],
   options: CompileOptions = {},
 ): CompileResult {
+  // ControlPlane resources configure the control plane process; a gateway has no use for them.
+  const resources = allResources.filter((r) => r.kind !== 'ControlPlane');
+  const readFiles = options.readFiles !== false;
   const errors: ConfigError[] = [];
   const fail = (r: LoadedResource, path: Array<string | number>, message: string) =>
     errors.push({ file: r.source.file, ...r.source.locate(path), path: formatFieldPath(path), message });
@@ -100,7 +108,7 @@ export function compilePlan(
       fail(gateway, [...path, 'port'], `port ${listener.port} is used twice`);
     ports.add(bind);
     const problems: TlsProblem[] = [];
-    const tls = compileListenerTls(listener, path, resolvePath, problems);
+    const tls = compileListenerTls(listener, path, resolvePath, problems, readFiles);
     for (const p of problems) fail(gateway, p.path, p.message);
     listeners.push({ spec: listener, tls });
   });
@@ -118,7 +126,9 @@ export function compilePlan(
     );
 
   const tokens = compileTokens(
-    spec,
+    readFiles || spec.tokens?.keys === undefined
+      ? spec
+      : { ...spec, tokens: { ...spec.tokens, keys: undefined } },
     gateway.metadata.name,
     options.tokens,
     resolvePath,
@@ -137,7 +147,7 @@ export function compilePlan(
     const upstreamSpec = r.spec as unknown as UpstreamSpec;
     upstreams.set(
       key(r),
-      compileUpstream(key(r), upstreamSpec, relativeTo(r.source.file), (p, m) => fail(r, p, m)),
+      compileUpstream(key(r), upstreamSpec, relativeTo(r.source.file), (p, m) => fail(r, p, m), readFiles),
     );
   }
 
@@ -170,7 +180,10 @@ export function compilePlan(
   for (const r of resources) {
     if (r.kind !== 'APIRule') continue;
     const rule = r as unknown as APIRule & { source: LoadedResource['source'] };
-    if (!gatewayNames.has(rule.spec.gateway))
+    const selector = rule.spec.gatewaySelector?.matchLabels;
+    if ((rule.spec.gateway === undefined) === (selector === undefined))
+      fail(r, ['spec'], 'give exactly one of gateway and gatewaySelector');
+    else if (rule.spec.gateway !== undefined && !gatewayNames.has(rule.spec.gateway))
       fail(r, ['spec', 'gateway'], `no Gateway named ${rule.spec.gateway}`);
     const defaultUpstream = upstreams.get(`${r.metadata.namespace}/${rule.spec.upstream}`);
     if (!defaultUpstream)
@@ -188,7 +201,7 @@ export function compilePlan(
         );
       }
     });
-    if (rule.spec.gateway !== gateway.metadata.name) continue;
+    if (!servesRule(gateway, r.metadata.namespace, rule.spec)) continue;
     rule.spec.rules.forEach((ruleSpec, index) => {
       const path = ['spec', 'rules', index];
       let upstream = defaultUpstream;
@@ -260,6 +273,15 @@ export function compilePlan(
     },
   });
   return { ok: true, plan };
+}
+
+/** By name, or by a label selector matching the Gateway's labels within the APIRule's namespace. */
+function servesRule(gateway: LoadedResource, namespace: string, spec: APIRule['spec']): boolean {
+  if (spec.gateway !== undefined) return spec.gateway === gateway.metadata.name;
+  const selector = spec.gatewaySelector?.matchLabels;
+  if (selector === undefined || namespace !== gateway.metadata.namespace) return false;
+  const labels = gateway.metadata.labels ?? {};
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
 function key(r: LoadedResource): string {

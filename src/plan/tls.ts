@@ -32,6 +32,8 @@ export function compileListenerTls(
   listenerPath: Array<string | number>,
   resolvePath: (p: string) => string,
   problems: TlsProblem[],
+  /** False: check the structure only, read no file, build no context (null). */
+  readFiles = true,
 ): CompiledListener['tls'] {
   if (spec.protocol !== 'https') {
     if (spec.tls)
@@ -50,7 +52,7 @@ export function compileListenerTls(
         path: [...listenerPath, 'tls', 'clientAuth', 'caCerts'],
         message: `required when mode is ${clientAuth.mode}`,
       });
-    } else {
+    } else if (readFiles) {
       ca = readFile(
         resolvePath(clientAuth.caCerts),
         [...listenerPath, 'tls', 'clientAuth', 'caCerts'],
@@ -58,6 +60,7 @@ export function compileListenerTls(
       );
     }
   }
+  if (!readFiles) return null;
   const byName = new Map<string, SecureContext>();
   const byWildcard = new Map<string, SecureContext>();
   let defaultContext: SecureContext | null = null;

@@ -18,6 +18,8 @@ export function compileUpstream(
   spec: UpstreamSpec,
   resolvePath: (p: string) => string,
   report: Report,
+  /** False: the TLS files named are not read (the control plane validates configs of other hosts). */
+  readFiles = true,
 ): CompiledUpstream {
   const urls = spec.targets.map((t) => new URL(t.url));
   const first = urls[0]!;
@@ -33,7 +35,7 @@ export function compileUpstream(
 
   const hasHttps = urls.some((u) => u.protocol === 'https:');
   const tlsFiles: string[] = [];
-  const tls = spec.tls ? compileTls(spec.tls, resolvePath, report, tlsFiles) : null;
+  const tls = spec.tls && readFiles ? compileTls(spec.tls, resolvePath, report, tlsFiles) : null;
   if (spec.tls && !hasHttps) report(['spec', 'tls'], 'tls needs at least one https:// target');
 
   const options = {

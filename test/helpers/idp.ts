@@ -33,7 +33,13 @@ async function signingKey(alg: 'ES256' | 'RS256') {
 }
 
 export async function startTestIdp(
-  options: { port?: number; scopes?: string[]; accessTokenTtl?: number } = {},
+  options: {
+    port?: number;
+    scopes?: string[];
+    accessTokenTtl?: number;
+    /** Claims added to every access token (oidc-provider `extraTokenClaims`), e.g. a roles claim. */
+    extraTokenClaims?: Record<string, unknown>;
+  } = {},
 ): Promise<TestIdp> {
   const scopes = options.scopes ?? ['read', 'write', 'orders.read', 'orders.write', 'admin'];
   const hits = new Map<string, number>();
@@ -70,6 +76,7 @@ export async function startTestIdp(
       cookies: { keys: [randomBytes(16).toString('hex')] },
       scopes,
       ttl: { ClientCredentials: options.accessTokenTtl ?? 600 },
+      ...(options.extraTokenClaims ? { extraTokenClaims: async () => options.extraTokenClaims } : {}),
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },

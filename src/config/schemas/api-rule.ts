@@ -45,7 +45,29 @@ const Rule = Type.Object(
 
 export const APIRuleSpec = Type.Object(
   {
-    gateway: Type.String({ description: 'Name of the Gateway serving these rules.' }),
+    gateway: Type.Optional(
+      Type.String({
+        description:
+          'Name of the Gateway serving these rules. Give exactly one of `gateway` and `gatewaySelector`.',
+      }),
+    ),
+    gatewaySelector: Type.Optional(
+      Type.Object(
+        {
+          matchLabels: Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 63 }), {
+            minProperties: 1,
+            description: 'Labels a Gateway must all carry (with these values) to serve these rules.',
+          }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'The Gateways of this namespace serving these rules, by label, instead of `gateway`. Locally the ' +
+            'Gateway resource’s `metadata.labels` are matched; in connected mode also the labels the gateway ' +
+            'registered with. A selector matching no Gateway is not an error.',
+        },
+      ),
+    ),
     hosts: Type.Optional(
       Type.Array(Type.String({ pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$' }), {
         minItems: 1,

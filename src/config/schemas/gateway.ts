@@ -1,5 +1,7 @@
 import Type, { type Static } from 'typebox';
+import { AnalyticsGatewaySpec } from '../../analytics/gateway-schema.ts';
 import { ForwardProxySpec } from '../../egress/schema.ts';
+import { TracingSpec } from '../../telemetry/tracing-schema.ts';
 import { Duration } from '../duration.ts';
 import { resourceSchema } from './metadata.ts';
 
@@ -374,6 +376,8 @@ export const GatewaySpec = Type.Object(
     tokens: Type.Optional(TokensSpec),
     rateLimits: RateLimitsSpec,
     forwardProxy: Type.Optional(ForwardProxySpec),
+    analytics: Type.Optional(AnalyticsGatewaySpec),
+    tracing: Type.Optional(TracingSpec),
   },
   { additionalProperties: false },
 );

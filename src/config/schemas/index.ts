@@ -1,6 +1,7 @@
 import type { TSchema } from 'typebox';
 import { APIRule } from './api-rule.ts';
 import { Consumer } from './consumer.ts';
+import { ControlPlane } from './control-plane.ts';
 import { Gateway } from './gateway.ts';
 import { IdentityProvider } from './identity-provider.ts';
 import { Policy } from './policy.ts';
@@ -14,6 +15,7 @@ export const kindSchemas = {
   IdentityProvider,
   Consumer,
   Policy,
+  ControlPlane,
 } as const satisfies Record<string, TSchema>;
 
 export type Kind = keyof typeof kindSchemas;

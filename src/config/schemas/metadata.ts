@@ -20,6 +20,20 @@ export const Metadata = Type.Object(
         description: 'Labels for selecting the resource (by policies, gateways and the admin API).',
       }),
     ),
+    // Written by the control plane; accepted back so that `gatehouse get -o yaml`, edited, can be
+    // applied again (and refused if someone changed the resource meanwhile). Gateways ignore them.
+    resourceVersion: Type.Optional(
+      Type.String({
+        pattern: '^[1-9][0-9]*$',
+        description:
+          'Set by the control plane. Given to `gatehouse apply`, the change is refused (conflict) if the ' +
+          'resource changed since this version.',
+      }),
+    ),
+    uid: Type.Optional(Type.String({ description: 'Set by the control plane; ignored when given.' })),
+    creationTimestamp: Type.Optional(
+      Type.String({ description: 'Set by the control plane; ignored when given.' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,0 +1,162 @@
+// The shipper's spool and event formatting on their own: frames, replay, acknowledgement and
+// rotation, a torn last record, the UUIDv7 ids, and the fast serialiser against the schema.
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { createCallSerialiser, type RecordedCall, toEvent } from '../src/analytics/call.ts';
+import { createEventIdGenerator } from '../src/analytics/event-id.ts';
+import { eventJson, eventProblem } from '../src/analytics/event.ts';
+import { Spool } from '../src/analytics/spool.ts';
+import type { RequestContext } from '../src/gateway/context.ts';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const newDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'gatehouse-spool-'));
+  dirs.push(d);
+  return d;
+};
+const logs: string[] = [];
+const open = (dir: string, segmentBytes = 1 << 20) =>
+  new Spool({ dir, maxBytes: 1 << 22, segmentBytes, fsyncIntervalMs: 50, log: (_l, _f, m) => logs.push(m) });
+const events = (n: number, tag: string) =>
+  Buffer.from(Array.from({ length: n }, (_, i) => JSON.stringify({ tag, i })).join(','));
+
+test('batches not acknowledged are replayed after a restart; acknowledged ones are not', () => {
+  const dir = newDir();
+  const a = open(dir);
+  a.appendBatch(1, 2, events(2, 'one'));
+  const two = a.appendBatch(2, 3, events(3, 'two'))!;
+  a.appendBatch(3, 1, events(1, 'three'));
+  a.ack([1, 3]);
+  assert.equal(a.read(two).toString(), events(3, 'two').toString());
+  a.close();
+  const b = open(dir);
+  assert.deepEqual(
+    b.replayed.map((r) => [r.seq, r.count]),
+    [[2, 3]],
+  );
+  assert.equal(b.read(b.replayed[0]!.location).toString(), events(3, 'two').toString());
+  assert.equal(b.maxSeq, 3);
+  assert.equal(b.tornFrames, 0);
+  b.close();
+});
+
+test('a torn last record is skipped, not fatal, and the segment is cut back to the good frames', () => {
+  const dir = newDir();
+  const a = open(dir);
+  a.appendBatch(1, 1, events(1, 'kept'));
+  a.appendBatch(2, 1, events(1, 'torn'));
+  a.close();
+  const [file] = readdirSync(dir);
+  const path = join(dir, file!);
+  truncateSync(path, statSync(path).size - 5); // the crash cut the last write short
+  const b = open(dir);
+  assert.equal(b.tornFrames, 1);
+  assert.deepEqual(
+    b.replayed.map((r) => r.seq),
+    [1],
+  );
+  b.appendBatch(3, 1, events(1, 'after'));
+  b.close();
+  // Garbage after the good frames (a write that never finished) is skipped the same way.
+  const newest = readdirSync(dir).sort().at(-1)!;
+  appendFileSync(join(dir, newest), Buffer.from('GHS1\x01\x00\x00\x00garbage'));
+  const c = open(dir);
+  assert.deepEqual(
+    c.replayed.map((r) => r.seq),
+    [1, 3],
+  );
+  assert.equal(c.tornFrames, 1);
+  c.close();
+});
+
+test('segments rotate, and fully acknowledged ones are deleted oldest first', () => {
+  const dir = newDir();
+  const s = open(dir, 4096);
+  for (let seq = 1; seq <= 40; seq++) s.appendBatch(seq, 10, events(10, `b${seq}`));
+  const segments = readdirSync(dir).length;
+  assert.ok(segments >= 3, `${segments} segments`);
+  s.ack(Array.from({ length: 39 }, (_, i) => i + 1));
+  assert.ok(readdirSync(dir).length < segments);
+  s.close();
+  const again = open(dir, 4096);
+  assert.deepEqual(
+    again.replayed.map((r) => r.seq),
+    [40],
+  );
+  again.close();
+});
+
+test('appendBatch refuses past maxBytes (the caller keeps or drops, never waits)', () => {
+  const dir = newDir();
+  const s = new Spool({ dir, maxBytes: 65536, segmentBytes: 1 << 20, fsyncIntervalMs: 50, log: () => {} });
+  let refused = 0;
+  for (let seq = 1; seq <= 100; seq++)
+    if (s.appendBatch(seq, 10, events(10, 'x'.repeat(50))) === null) refused++;
+  assert.ok(refused > 0);
+  assert.ok(s.bytes <= 65536);
+  s.close();
+});
+
+test('event ids are UUIDv7, unique and ordered by time', () => {
+  const next = createEventIdGenerator();
+  const ids = Array.from({ length: 10000 }, (_, i) => next(1_700_000_000_000 + Math.floor(i / 100)));
+  assert.equal(new Set(ids).size, ids.length);
+  for (const id of ids)
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  assert.ok(ids[0]! < ids.at(-1)!);
+});
+
+test('the fast serialiser writes the same valid v1 event as the schema’s serialiser', () => {
+  const ctx = {
+    rule: {
+      id: 'shop/orders#2',
+      template: '/orders/{id}/lines/{line}',
+      pipeline: [
+        { stage: 'authenticate', policies: [] },
+        { stage: 'limit', policies: [] },
+      ],
+    },
+    params: { id: '42', line: '7' },
+    host: 'api.example.com',
+    identity: {
+      method: 'apiKey',
+      subject: 'partner-a',
+      consumer: { name: 'partner-a', groups: [], metadata: {} },
+    },
+  } as unknown as RequestContext;
+  const call: RecordedCall = {
+    time: 1_700_000_000_123.7,
+    requestId: 'req-"quoted"',
+    ctx,
+    method: 'GET',
+    client: '10.0.0.1',
+    status: 200,
+    latencyMs: 3.14172,
+    upstreamMs: 2.5,
+    bytesIn: 10,
+    bytesOut: 20,
+    error: null,
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    completed: true,
+  };
+  const id = createEventIdGenerator()(call.time);
+  const fast = createCallSerialiser('edge')(call, id);
+  assert.equal(fast, eventJson(toEvent(call, 'edge', id)));
+  const parsed = JSON.parse(fast);
+  assert.equal(eventProblem(parsed), null);
+  assert.deepEqual(
+    [parsed.api, parsed.rule, parsed.pathParams, parsed.rateLimit, parsed.consumer],
+    ['shop/orders', 2, ['id', 'line'], 'allowed', 'partner-a'],
+  );
+  const refused = createCallSerialiser('edge')(
+    { ...call, ctx: null, status: 404, upstreamMs: null, error: 'route_not_found' },
+    id,
+  );
+  assert.equal(eventProblem(JSON.parse(refused)), null);
+});
