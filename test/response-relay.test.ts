@@ -145,3 +145,15 @@ describe('relaying the upstream answer', () => {
     assert.equal((JSON.parse(line) as Record<string, unknown>).completed, false);
   });
 });
+
+describe('access log at shutdown', () => {
+  test('lines of the last requests are written before the process exits', async () => {
+    const res = await get('/last-one');
+    res.resume();
+    await new Promise((resolve) => res.once('end', resolve));
+    await gateway.stop();
+    const line = gateway.logs().find((l) => l.type === 'access' && l.path === '/last-one');
+    assert.ok(line, 'the access line of the request answered just before SIGTERM');
+    assert.equal(line.status, 200);
+  });
+});
