@@ -12,6 +12,7 @@ import type { RequestContext } from './context.ts';
 import { applyResponseHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { runPipeline } from './pipeline.ts';
 import { admit, upstreamPath } from './request-context.ts';
+import { type RelayHooks, ResponseRelay } from './response-relay.ts';
 import { sendProblem } from './respond.ts';
 import { setHostHeader } from './upstream/host.ts';
 import type { LiveUpstream } from './upstream/live-upstream.ts';
@@ -34,7 +35,7 @@ export interface GatewayState {
   readonly tracing?: RequestTracing | null;
 }
 
-/** Per-request bookkeeping for the access log and metrics. */
+/** Per-request bookkeeping for the access log and metrics, and the upstream call in flight. */
 interface Outcome {
   route: string;
   upstreamMs: number | null;
@@ -42,6 +43,12 @@ interface Outcome {
   bytesOut: number;
   error: ProblemCode | null;
   trace: RequestTrace | null;
+  /** The one-try upstream call, told when the client's response closes. */
+  relay: ResponseRelay<Outcome> | null;
+  /** Whether a request body is streamed upstream (a failure then closes the client connection). */
+  hasBody: boolean;
+  /** `performance.now()` when the request arrived. */
+  started: number;
 }
 
 class BodyTooLarge extends Error {
@@ -59,6 +66,7 @@ async function* limitedBody(req: IncomingMessage, max: number, outcome: Outcome)
 
 export function createRequestHandler(state: GatewayState, listener: RequestContext['listener']) {
   const writeAccess = createAccessLog(state.logger);
+  const hooks = relayHooks(state);
   return function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
     const plan = state.plan;
@@ -69,10 +77,15 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
       bytesOut: 0,
       error: null,
       trace: state.tracing ? state.tracing.begin(req.method ?? 'GET', req.headers) : null,
+      relay: null,
+      hasBody: false,
+      started,
     };
     const admission = admit(req, plan, listener);
     const requestId = admission.ok ? admission.ctx.id : admission.requestId;
-    res.once('close', () => {
+    // The request's only `close` listener (`on`: a response closes once, and `once` costs a wrapper).
+    res.on('close', () => {
+      outcome.relay?.clientClosed();
       record(state, writeAccess, req, res, outcome, admission.ok ? admission.ctx : null, requestId, started);
     });
     if (state.draining) res.setHeader('connection', 'close');
@@ -113,7 +126,7 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
         res.end();
         return;
       }
-      forward(state, req, res, ctx, admission.rawHost, outcome, started);
+      forward(state, hooks, req, res, ctx, admission.rawHost, outcome, started);
     };
     if (verdict instanceof Promise) verdict.then(proceed, (err) => fail(state, res, outcome, ctx, err));
     else proceed(verdict);
@@ -137,6 +150,7 @@ function fail(state: GatewayState, res: ServerResponse, outcome: Outcome, ctx: R
 
 function forward(
   state: GatewayState,
+  hooks: RelayHooks<Outcome>,
   req: IncomingMessage,
   res: ServerResponse,
   ctx: RequestContext,
@@ -184,44 +198,35 @@ function forward(
   // One try. This is the path of most requests: keep it free of allocations beyond the call itself.
   if (target.hostHeader !== upstream.hostHeader && !upstream.preserveHost)
     setHostHeader(headers, target.hostHeader);
-  const tracked = live.tracked;
-  let upstreamBody: Readable | null = null;
-  res.once('close', () => {
-    if (tracked) live.release(target);
-    if (res.writableFinished) return;
-    res.emit('abort'); // aborts the upstream call: see `signal` below
-    if (upstreamBody && !upstreamBody.readableEnded) upstreamBody.destroy();
-  });
-  if (tracked) live.begin(target);
-  const upstreamStarted = performance.now();
+  outcome.hasBody = body !== null;
+  const relay = new ResponseRelay(res, ctx, outcome, live, target, state.draining, hooks);
+  outcome.relay = relay;
+  if (live.tracked) live.begin(target);
   const options: TargetRequest = {
     method: ctx.method,
     path: upstreamPath(ctx),
     headers,
     body,
-    // undici takes any EventEmitter with an 'abort' event as a signal: the response itself serves,
-    // so the common path allocates no AbortController and AbortSignal per request.
-    signal: res,
     headersTimeout: ctx.rule.responseTimeoutMs,
     bodyTimeout: upstream.idleTimeoutMs,
     servername: target.servername,
   };
-  target.pool.request(options).then(
-    (response) => {
-      if (tracked) live.settle(target, response.statusCode < 500);
-      outcome.upstreamMs = performance.now() - upstreamStarted;
-      upstreamBody = deliver(state, res, ctx, outcome, response);
-    },
-    (err: unknown) => {
-      outcome.upstreamMs = performance.now() - upstreamStarted;
+  target.pool.dispatch(options, relay);
+}
+
+/** How a one-try call ends badly; one set per request handler, shared by its requests. */
+function relayHooks(state: GatewayState): RelayHooks<Outcome> {
+  return {
+    failedBeforeAnswer(relay, err) {
+      const { res, ctx, outcome } = relay;
       const tooLarge =
         err instanceof BodyTooLarge || (err as { cause?: unknown }).cause instanceof BodyTooLarge;
       if (res.destroyed || tooLarge) {
-        if (tracked) live.settle(target, null);
+        relay.settle(null);
         if (res.destroyed) return; // the client went away: nothing to answer
         outcome.error = 'payload_too_large';
         sendProblem(res, 'payload_too_large', {
-          detail: `limit is ${max} bytes`,
+          detail: `limit is ${ctx.rule.maxBodyBytes ?? ctx.plan.limits.maxBodyBytes} bytes`,
           requestId: ctx.id,
           headers: withResponseHeaders(ctx, undefined),
           close: true,
@@ -229,14 +234,19 @@ function forward(
         return;
       }
       const { failure, code } = classifyUpstreamError(err);
-      if (tracked) live.settle(target, false);
+      relay.settle(false);
       answerUpstreamFailure(state, res, ctx, outcome, err, failure, code, {
-        started,
+        started: outcome.started,
         tries: 1,
-        close: body !== null && !req.readableEnded,
+        close: outcome.hasBody && !res.req.readableEnded,
       });
     },
-  );
+    failedMidBody(relay, err) {
+      const { failure } = classifyUpstreamError(err);
+      state.metrics.upstreamErrors.labels(relay.ctx.rule.upstream.id, failure).inc();
+      relay.res.destroy();
+    },
+  };
 }
 
 /** undici reads `servername` (SNI and the name the certificate is checked against); its types omit it. */

@@ -199,7 +199,7 @@ export class GatewayRuntime implements GatewayState {
         () => this.plan,
         (req, res) => {
           this.#active++;
-          res.once('close', () => this.#active--);
+          res.on('close', () => this.#active--);
           if (forwardProxy.accepts(req)) forwardProxy.handleRequest(req, res, info);
           else handle(req, res);
         },
