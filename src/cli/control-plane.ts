@@ -15,6 +15,7 @@ import {
 } from '../control-plane/server.ts';
 import { openStore } from '../control-plane/store/open.ts';
 import type { ResourceStore } from '../control-plane/store/types.ts';
+import { exitOnStopSignals } from './signals.ts';
 import { createLogger, type Logger } from '../telemetry/logger.ts';
 
 const usage = 'usage: gatehouse control-plane --config <file|dir>... [--name <ControlPlane name>]\n';
@@ -47,26 +48,11 @@ export async function runControlPlane(args: string[]): Promise<number> {
     return 1;
   }
   const { running, store } = booted;
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    setTimeout(() => process.exit(1), 10_000).unref();
-    running
-      .close()
-      .then(() => store.close())
-      .then(
-        () => {
-          logger.flush();
-          process.exit(0);
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          logger.flush();
-          process.exit(1);
-        },
-      );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnStopSignals(
+    logger,
+    () => 10_000,
+    () => running.close().then(() => store.close()),
+  );
   return -1;
 }
 

@@ -12,6 +12,7 @@ import type { GatewayRuntime } from '../gateway/runtime.ts';
 import { startConnectedGateway } from '../gateway/connected/start.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { bootControlPlane } from './control-plane.ts';
+import { exitOnStopSignals } from './signals.ts';
 
 const quickstart = fileURLToPath(new URL('../../examples/quickstart/', import.meta.url));
 
@@ -138,16 +139,15 @@ export async function runDev(args: string[]): Promise<number> {
     ].join('\n'),
   );
   process.once('exit', stopDemos);
-  const stop = () => {
-    setTimeout(() => process.exit(1), 10_000).unref();
-    void runtime
-      .shutdown()
-      .then(() => cp.running.close())
-      .then(() => cp.store.close())
-      .finally(() => process.exit(0));
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  exitOnStopSignals(
+    logger,
+    () => runtime.plan.limits.drainTimeoutMs + 5_000,
+    () =>
+      runtime
+        .shutdown()
+        .then(() => cp.running.close())
+        .then(() => cp.store.close()),
+  );
   return -1;
 }
 

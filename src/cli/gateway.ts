@@ -3,6 +3,7 @@ import { ConfigInvalidError, formatConfigError } from '../config/errors.ts';
 import type { ConnectedGateway } from '../gateway/connected/connected-gateway.ts';
 import { ConnectedStartError, startConnectedGateway } from '../gateway/connected/start.ts';
 import { GatewayRuntime } from '../gateway/runtime.ts';
+import { exitOnStopSignals } from './signals.ts';
 import { createLogger } from '../telemetry/logger.ts';
 
 /** Starts a gateway and wires process signals: SIGHUP reloads, SIGTERM/SIGINT drain and stop. */
@@ -27,24 +28,11 @@ export async function startGatewayProcess(
     return null;
   }
   process.on('SIGHUP', () => runtime.reload('SIGHUP'));
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    // A last bound, whatever hangs (a log write to a stdout nobody reads, a stuck socket).
-    setTimeout(() => process.exit(1), runtime.plan.limits.drainTimeoutMs + 5_000).unref();
-    runtime.shutdown().then(
-      () => {
-        logger.flush();
-        process.exit(0);
-      },
-      (err) => {
-        logger.error({ err }, 'shutdown failed');
-        logger.flush();
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnStopSignals(
+    logger,
+    () => runtime.plan.limits.drainTimeoutMs + 5_000,
+    () => runtime.shutdown(),
+  );
   logger.info(
     { plan: runtime.plan.version, gateway: runtime.plan.gatewayName, ports: runtime.ports() },
     'gateway ready',
@@ -89,23 +77,11 @@ export async function startConnectedProcess(options: {
     return null;
   }
   process.on('SIGHUP', () => gateway.reloadLastGood('SIGHUP'));
-  const stop = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    setTimeout(() => process.exit(1), (gateway.runtime?.plan.limits.drainTimeoutMs ?? 0) + 5_000).unref();
-    gateway.stop().then(
-      () => {
-        logger.flush();
-        process.exit(0);
-      },
-      (err) => {
-        logger.error({ err }, 'shutdown failed');
-        logger.flush();
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  exitOnStopSignals(
+    logger,
+    () => (gateway.runtime?.plan.limits.drainTimeoutMs ?? 0) + 5_000,
+    () => gateway.stop(),
+  );
   return gateway;
 }
 
