@@ -214,3 +214,26 @@ test('gatehouse schema prints a JSON Schema of every kind', async () => {
     kinds,
   );
 });
+
+test('gatehouse validate checks a control plane’s config on its own (no Gateway needed)', async () => {
+  const dir = tempConfigDir();
+  const controlPlane = (store: string) => `apiVersion: gatehouse.dev/v1
+kind: ControlPlane
+metadata: { name: main }
+spec:
+  listen: { port: 9400 }
+  store: ${store}
+  operators: { tokens: [{ name: ci, sha256: ${'a'.repeat(64)}, roles: [{ namespace: "*", role: admin }] }] }
+`;
+  writeConfig(dir, 'cp.yaml', controlPlane('{ backend: postgres, url: { env: GATEHOUSE_TEST_UNSET_URL } }'));
+  const bad = runCli(['validate', dir]);
+  assert.equal((await bad.exited).code, 1);
+  assert.match(
+    bad.stderr(),
+    /cp\.yaml:6:\d+: spec\.store\.url\.env: environment variable GATEHOUSE_TEST_UNSET_URL is not set/,
+  );
+  assert.doesNotMatch(bad.stderr(), /Gateway/);
+  writeConfig(dir, 'cp.yaml', controlPlane('{ backend: sqlite }'));
+  const good = runCli(['validate', dir]);
+  assert.equal((await good.exited).code, 0, good.stderr());
+});

@@ -1,19 +1,3 @@
-import { runAnalytics, runAnalyticsIngest } from './analytics.ts';
-import { runBootstrapToken } from './bootstrap-token.ts';
-import { runApply } from './apply.ts';
-import { runAudit } from './audit.ts';
-import { runControlPlane } from './control-plane.ts';
-import { runDelete } from './delete.ts';
-import { runDev } from './dev.ts';
-import { runDiff } from './diff.ts';
-import { runExplain } from './explain.ts';
-import { runGateway } from './gateway.ts';
-import { runGet } from './get.ts';
-import { runHashKey } from './hash-key.ts';
-import { runSchema } from './schema.ts';
-import { runToken } from './token.ts';
-import { runValidate } from './validate.ts';
-
 const usage = `gatehouse <command> [options]
 
 Commands:
@@ -59,23 +43,24 @@ Commands:
 
 type Command = (args: string[]) => Promise<number>;
 
-const commands: Record<string, Command> = {
-  gateway: runGateway,
-  validate: runValidate,
-  explain: runExplain,
-  schema: runSchema,
-  'hash-key': runHashKey,
-  dev: runDev,
-  token: runToken,
-  'control-plane': runControlPlane,
-  apply: runApply,
-  diff: runDiff,
-  get: runGet,
-  delete: runDelete,
-  audit: runAudit,
-  'bootstrap-token': runBootstrapToken,
-  'analytics-ingest': runAnalyticsIngest,
-  analytics: runAnalytics,
+// Loaded on use: a `gatehouse get` need not load the gateway, the control plane and oidc-provider.
+const commands: Record<string, () => Promise<Command>> = {
+  gateway: () => import('./gateway.ts').then((m) => m.runGateway),
+  validate: () => import('./validate.ts').then((m) => m.runValidate),
+  explain: () => import('./explain.ts').then((m) => m.runExplain),
+  schema: () => import('./schema.ts').then((m) => m.runSchema),
+  'hash-key': () => import('./hash-key.ts').then((m) => m.runHashKey),
+  dev: () => import('./dev.ts').then((m) => m.runDev),
+  token: () => import('./token.ts').then((m) => m.runToken),
+  'control-plane': () => import('./control-plane.ts').then((m) => m.runControlPlane),
+  apply: () => import('./apply.ts').then((m) => m.runApply),
+  diff: () => import('./diff.ts').then((m) => m.runDiff),
+  get: () => import('./get.ts').then((m) => m.runGet),
+  delete: () => import('./delete.ts').then((m) => m.runDelete),
+  audit: () => import('./audit.ts').then((m) => m.runAudit),
+  'bootstrap-token': () => import('./bootstrap-token.ts').then((m) => m.runBootstrapToken),
+  'analytics-ingest': () => import('./analytics.ts').then((m) => m.runAnalyticsIngest),
+  analytics: () => import('./analytics.ts').then((m) => m.runAnalytics),
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -84,12 +69,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return name === undefined ? 2 : 0;
   }
-  const command = commands[name];
-  if (!command) {
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
     process.stderr.write(`gatehouse: unknown command ${JSON.stringify(name)}\n\n${usage}`);
     return 2;
   }
   try {
+    const command = await load();
     return await command(rest);
   } catch (err) {
     if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

@@ -1,9 +1,13 @@
 import { parseArgs } from 'node:util';
 import { formatConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
+import { resolveControlPlane } from '../control-plane/options.ts';
 import { compilePlan } from '../plan/compile.ts';
 
-/** `gatehouse validate <file|dir>...`: loads and compiles every Gateway's plan; 0 when all is valid. */
+/**
+ * `gatehouse validate <file|dir>...`: loads and compiles every Gateway's plan and resolves every
+ * ControlPlane; 0 when all is valid.
+ */
 export async function runValidate(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
   if (positionals.length === 0) {
@@ -14,7 +18,16 @@ export async function runValidate(args: string[]): Promise<number> {
   const errors = [...loaded.errors];
   if (errors.length === 0) {
     const gateways = loaded.resources.filter((r) => r.kind === 'Gateway').map((r) => r.metadata.name);
-    if (gateways.length === 0) {
+    const controlPlanes = loaded.resources.filter((r) => r.kind === 'ControlPlane');
+    for (const cp of controlPlanes) {
+      const resolved = resolveControlPlane(loaded.resources, process.env, cp.metadata.name);
+      if (!resolved.ok) errors.push(...resolved.errors);
+    }
+    // Without a Gateway the compiler says so — unless the files only configure a control plane.
+    const gatewayResources = loaded.resources.filter(
+      (r) => r.kind !== 'ControlPlane' && r.kind !== 'IdentityProvider',
+    );
+    if (gateways.length === 0 && (controlPlanes.length === 0 || gatewayResources.length > 0)) {
       const result = compilePlan(loaded.resources);
       if (!result.ok) errors.push(...result.errors);
     }
