@@ -208,7 +208,10 @@ export class EventShipper implements ApiEventRecorder {
     const count = this.#gatheredCount;
     if (count === 0) return;
     // Event JSON is pure ASCII (event.ts `str`): Latin-1 is an exact, and the cheapest, encoding.
-    const json = Buffer.from(this.#gathered.length === 1 ? this.#gathered[0]! : this.#gathered.join(','), 'latin1');
+    const json = Buffer.from(
+      this.#gathered.length === 1 ? this.#gathered[0]! : this.#gathered.join(','),
+      'latin1',
+    );
     this.#gathered = [];
     this.#gatheredCount = 0;
     this.#gatheredChars = 0;

@@ -27,7 +27,7 @@ export const TracingSpec = Type.Object(
         'always recorded, one whose parent is not sampled never is. Unrecorded requests still carry a ' +
         'trace id (in their API event, and continued upstream with the sampled flag off) at almost no ' +
         'cost; a recorded request costs the OpenTelemetry SDK about 10 µs of CPU (two spans and their ' +
-        'export), so 1 (every request) costs ~12 % of the throughput of a simple route: docs/analytics.md.',
+        'export), so 1 (every request) costs over 10 % of the throughput of a simple route: docs/analytics.md.',
     }),
     serviceName: Type.Optional(
       Type.String({

@@ -140,6 +140,8 @@ export class ConnectedGateway {
         logger: this.#log,
         env: this.#options.env,
         watch: false,
+        // Analytics with `auth: control-plane` ships with the gateway's subsystem credentials.
+        subsystemCredentials: this.#options.credentials,
       });
     } catch (err) {
       return err instanceof ConfigInvalidError
