@@ -4,20 +4,10 @@
 //
 
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import {
-  accessSync,
-  chmodSync,
-  constants,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { connect } from 'node:net';
-import { delimiter, join } from 'node:path';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { importJWK, SignJWT } from 'jose';
 import { pino } from 'pino';
@@ -45,6 +35,7 @@ import type { ResourceStore } from '../src/control-plane/store/types.ts';
 import { makeCA, type TestCA, tmpDir } from './helpers/certs.ts';
 import { dropSchemas, sharedPostgres, testPgUrl, uniqueSchema } from './helpers/postgres.ts';
 import { cliPath, freePort, repoRoot } from './helpers/process.ts';
+import { type RunningNginx, skipWithoutNginx, startTlsNginx } from './helpers/nginx.ts';
 
 const adminToken = `admin-${randomBytes(8).toString('hex')}`;
 const silent = pino({ level: 'silent' });
@@ -504,112 +495,11 @@ function runCliToEnd(args: string[]): Promise<{ code: number | null; stdout: str
 // ---------------------------------------------------------------------------------------------
 // jwt mode through nginx terminating TLS
 
-function findNginx(): string | null {
-  for (const candidate of [
-    ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'nginx')),
-    '/usr/sbin/nginx',
-  ]) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {}
-  }
-  return null;
-}
-const nginxBinary = findNginx();
-const inCi = process.env.CI === 'true' || process.env.CI === '1';
-const skipNginx =
-  nginxBinary === null && !inCi
-    ? 'nginx is not installed (Debian: apt-get install -y nginx); set CI=true to make this a failure'
-    : false;
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function startNginx(
-  listenPort: number,
-  upstreamPort: number,
-  cert: { certPath: string; keyPath: string },
-): Promise<{ stop(): Promise<void>; output(): string }> {
-  if (nginxBinary === null)
-    throw new Error(
-      'nginx is required in CI and was not found on PATH or at /usr/sbin/nginx: apt-get install -y nginx',
-    );
-  const prefix = tempDir('gh-nginx-');
-  chmodSync(prefix, 0o755);
-  // Workers run as `nobody` when the tests run as root: give them copies they may read.
-  mkdirSync(join(prefix, 'tls'), { mode: 0o755 });
-  const certPath = join(prefix, 'tls', 'lb.crt');
-  const keyPath = join(prefix, 'tls', 'lb.key');
-  writeFileSync(certPath, readFileSync(cert.certPath), { mode: 0o644 });
-  writeFileSync(keyPath, readFileSync(cert.keyPath), { mode: 0o644 });
-  const conf = `
-worker_processes 1;
-pid nginx.pid;
-error_log stderr notice;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path client_body_temp;
-  proxy_temp_path proxy_temp;
-  fastcgi_temp_path fastcgi_temp;
-  uwsgi_temp_path uwsgi_temp;
-  scgi_temp_path scgi_temp;
-  server {
-    listen 127.0.0.1:${listenPort} ssl;
-    ssl_certificate ${certPath};
-    ssl_certificate_key ${keyPath};
-    location / {
-      proxy_pass http://127.0.0.1:${upstreamPort};
-      proxy_http_version 1.1;
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-Proto https;
-    }
-  }
-}
-`;
-  const confPath = join(prefix, 'nginx.conf');
-  writeFileSync(confPath, conf);
-  const child: ChildProcess = spawn(
-    nginxBinary,
-    ['-p', `${prefix}/`, '-c', confPath, '-e', 'stderr', '-g', 'daemon off;'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (output += d));
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`nginx exited at start:\n${output}`);
-    if (await accepts(listenPort)) break;
-    if (i >= 150) throw new Error(`nginx did not start listening:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
+const skipNginx = skipWithoutNginx();
 
 describe('jwt: short-lived JWTs through nginx terminating TLS', { skip: skipNginx }, () => {
   let cp: SecuredControlPlane;
-  let nginx: Awaited<ReturnType<typeof startNginx>>;
+  let nginx: RunningNginx;
   let lbCa: TestCA;
   let lbCaFile: string;
   let publicUrl: string;
@@ -624,11 +514,12 @@ describe('jwt: short-lived JWTs through nginx terminating TLS', { skip: skipNgin
       spec: { mode: 'jwt', tokenLifetime: '5m' },
       publicUrl: () => publicUrl,
     });
-    nginx = await startNginx(
-      nginxPort,
-      cp.port,
-      lbCa.issue({ cn: '127.0.0.1', ips: ['127.0.0.1'], dns: ['localhost'] }),
-    );
+    nginx = await startTlsNginx({
+      prefix: tempDir('gh-nginx-'),
+      listenPort: nginxPort,
+      upstreamPort: cp.port,
+      cert: lbCa.issue({ cn: '127.0.0.1', ips: ['127.0.0.1'], dns: ['localhost'] }),
+    });
   });
   after(async () => {
     await nginx?.stop();
