@@ -26,6 +26,8 @@ export async function createAnalyticsModule(
     dataDir: ctx.dataDir,
     env: process.env,
     controlPlane: { issuer: base, jwksUrl: `${base}/.well-known/jwks.json` },
+    // Ingestion's counters are served by the control plane's GET /metrics.
+    ...(ctx.metrics ? { registry: ctx.metrics.registry } : {}),
     now: ctx.now,
     log,
   });

@@ -122,6 +122,8 @@ export function resolveControlPlane(
         ...(spec.publicUrl !== undefined ? { publicUrl: spec.publicUrl } : {}),
         dataDir,
         operators: { tokens: spec.operators.tokens, ...(jwt ? { jwt } : {}) },
+        // Absent when the spec was built without defaults (tests): the server's default applies.
+        ...(spec.metrics?.access !== undefined ? { metricsAccess: spec.metrics.access } : {}),
       },
     },
   };

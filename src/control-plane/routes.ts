@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ProblemCode } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import type { ControlPlaneMetrics } from './metrics.ts';
 import type { GatewayAuthenticator, GatewayIdentity } from './security/types.ts';
 import type { ResourceStore } from './store/types.ts';
 
@@ -91,6 +92,12 @@ export interface ControlPlaneContext {
   publicUrl: string;
   /** Where the control plane keeps files (CA material when not in the store, spools, ...). */
   dataDir: string;
+  /**
+   * The control plane's Prometheus metrics (served at GET /metrics); modules count on it and may
+   * register their own on `metrics.registry`. Built by controlPlaneContext(); absent in contexts
+   * made by hand (tests), where nothing is counted.
+   */
+  metrics?: ControlPlaneMetrics;
 }
 
 export interface ControlPlaneModule {

@@ -12,6 +12,7 @@ import { createApiModule } from './api/module.ts';
 import { createOperatorAuthenticator, type OperatorAuthConfig } from './api/operator-auth.ts';
 import { operatorMay } from './api/roles.ts';
 import { readJsonBody } from './body.ts';
+import { type ControlPlaneMetrics, createControlPlaneMetrics } from './metrics.ts';
 import { sendJson, sendProblem } from './problem-answer.ts';
 import { RouteTable } from './router.ts';
 import {
@@ -22,6 +23,7 @@ import {
   type RouteCall,
 } from './routes.ts';
 import type { GatewayAuthenticator } from './security/types.ts';
+import { meteredStore } from './store/metered.ts';
 import type { ResourceStore } from './store/types.ts';
 
 /** The control plane's own settings, resolved from the ControlPlane resource (options.ts). */
@@ -35,7 +37,11 @@ export interface ControlPlaneServerConfig {
   watchHeartbeatMs?: number;
   /** Time allowed to receive a whole request (headers and body); default 30 s. */
   requestTimeoutMs?: number;
+  /** Who may read GET /metrics: anyone (default, as Prometheus scrapes), operators with viewer, or off. */
+  metricsAccess?: MetricsAccess;
 }
+
+export type MetricsAccess = 'none' | 'viewer' | 'off';
 
 export interface StartControlPlaneOptions {
   config: ControlPlaneServerConfig;
@@ -71,7 +77,15 @@ export function controlPlaneContext(
     /\/+$/,
     '',
   );
-  return { store, logger, now, publicUrl, dataDir: config.dataDir };
+  const metrics = createControlPlaneMetrics();
+  return {
+    store: meteredStore(store, (result) => metrics.storeWrite(result)),
+    logger,
+    now,
+    publicUrl,
+    dataDir: config.dataDir,
+    metrics,
+  };
 }
 
 /**
@@ -82,6 +96,8 @@ export function controlPlaneContext(
 export async function startControlPlane(options: StartControlPlaneOptions): Promise<RunningControlPlane> {
   const { config, store, logger } = options;
   const ctx = options.context ?? controlPlaneContext(config, store, logger, options.tls !== undefined);
+  // A context made by hand has no metrics: the server counts into its own registry then.
+  const metrics = ctx.metrics ?? createControlPlaneMetrics();
   const operators = createOperatorAuthenticator(config.operators, {
     now: ctx.now,
     logger,
@@ -124,6 +140,8 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       },
     },
   ];
+  const access = config.metricsAccess ?? 'none';
+  if (access !== 'off') health.push(metricsRoute(metrics, access));
   const api = createApiModule(ctx, {
     routes: () => allRoutes,
     heartbeatMs: config.watchHeartbeatMs ?? 15_000,
@@ -150,6 +168,7 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       return;
     }
     const { route, params } = match;
+    log.route = route.path;
     let bodyRead: Promise<unknown> | null = null;
     const call: RouteCall = {
       req,
@@ -166,6 +185,7 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
     if (auth.kind === 'operator') {
       const check = await operators.authenticate(req);
       if (!check.ok) {
+        metrics.authFailure('operator', check.code);
         const challenge =
           check.code === 'invalid_token'
             ? `Bearer realm="gatehouse", error="invalid_token"`
@@ -186,6 +206,7 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
       // anyNamespace: the handler checks each namespace it touches (and names it when refusing).
       const allowed = auth.anyNamespace === true || operatorMay(operator, namespace ?? '*', auth.role);
       if (!allowed) {
+        metrics.authFailure('operator', 'forbidden');
         const where = namespace ? `in namespace ${namespace}` : 'in every namespace (*)';
         throw new HttpProblem('forbidden', `${operator.name} needs role ${auth.role} ${where}`, {
           requiredRole: auth.role,
@@ -212,6 +233,15 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
     const started = performance.now();
     const log: AccessLog = {};
     res.once('close', () => {
+      const seconds = (performance.now() - started) / 1000;
+      // Event streams last as long as the connection: their duration says nothing about latency.
+      const streamed = String(res.getHeader('content-type') ?? '').startsWith('text/event-stream');
+      metrics.request(
+        log.route ?? 'unmatched',
+        req.method ?? 'GET',
+        res.writableFinished ? `${Math.floor(res.statusCode / 100)}xx` : 'aborted',
+        streamed ? null : seconds,
+      );
       logger.info(
         {
           method: req.method,
@@ -288,6 +318,23 @@ export async function startControlPlane(options: StartControlPlaneOptions): Prom
 }
 
 interface AccessLog {
+  /** The matched route's template (the metrics label). */
+  route?: string;
   operator?: string;
   gateway?: string;
+}
+
+/** GET /metrics: Prometheus text of the control plane (and of analytics ingestion when it runs here). */
+function metricsRoute(metrics: ControlPlaneMetrics, access: 'none' | 'viewer'): Route {
+  return {
+    method: 'GET',
+    path: '/metrics',
+    auth: access === 'viewer' ? { kind: 'operator', role: 'viewer' } : { kind: 'none' },
+    summary: 'Prometheus metrics of the control plane (spec.metrics.access: none, viewer or off).',
+    async handle(call) {
+      const text = await metrics.registry.metrics();
+      call.res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+      call.res.end(text);
+    },
+  };
 }

@@ -140,6 +140,22 @@ export const ControlPlaneSpec = Type.Object(
       }),
     ),
     analytics: Type.Optional(AnalyticsSpec),
+    metrics: Type.Object(
+      {
+        access: Type.Union([Type.Literal('none'), Type.Literal('viewer'), Type.Literal('off')], {
+          default: 'none',
+          description:
+            'Who may read GET /metrics: none (no credential, as Prometheus scrapes by default; the ' +
+            'text holds counts by route template and reason, no ids), viewer (an operator with viewer in ' +
+            '`*`: give Prometheus its bearer token), or off (not served).',
+        }),
+      },
+      {
+        additionalProperties: false,
+        default: {},
+        description: 'The control plane’s Prometheus endpoint (metrics listed in docs/analytics.md).',
+      },
+    ),
   },
   { additionalProperties: false },
 );

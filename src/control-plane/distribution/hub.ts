@@ -14,6 +14,8 @@ export interface SnapshotHubOptions {
   heartbeatMs: number;
   /** Largest event the gateways accept; a bigger snapshot is logged as an error (it would be refused). */
   maxEventBytes: number;
+  /** Called for every snapshot written to a stream (metrics). */
+  onSnapshotSent?: () => void;
 }
 
 interface OpenStream {
@@ -68,6 +70,11 @@ export class SnapshotHub {
 
   connected(id: string): boolean {
     return (this.#streams.get(id)?.size ?? 0) > 0;
+  }
+
+  /** Gateways with at least one stream open here. */
+  connectedCount(): number {
+    return this.#streams.size;
   }
 
   /**
@@ -147,6 +154,7 @@ export class SnapshotHub {
         'snapshot larger than gateways accept: it will be refused',
       );
     stream.res.write(eventFrame(String(snapshot.version), 'snapshot', data));
+    this.#options.onSnapshotSent?.();
   }
 
   #schedule(): void {

@@ -61,8 +61,18 @@ export function createDistributionModule(
     now: ctx.now,
     heartbeatMs,
     maxEventBytes: deps.maxEventBytes ?? defaultMaxEventBytes,
+    ...(ctx.metrics ? { onSnapshotSent: () => ctx.metrics?.snapshotSent() } : {}),
   });
   hub.start();
+  // Read when scraped: the same views operators get from GET /api/v1/gateways.
+  ctx.metrics?.setGatewayCensus(async () => {
+    const views = await listGateways(ctx, hub, heartbeatMs);
+    return {
+      registered: views.length,
+      connected: hub.connectedCount(),
+      outOfSync: views.filter((v) => !v.inSync).length,
+    };
+  });
   const at = () => new Date(ctx.now()).toISOString();
   const self = (gateway: GatewayIdentity | undefined): GatewayIdentity => {
     // The server authenticates `gateway` routes before calling them; a missing identity is a bug.

@@ -9,25 +9,44 @@ import { audiences, type GatewayAuthenticator, type GatewayIdentity } from './ty
 
 const clientAuthOid = '1.3.6.1.5.5.7.3.2';
 
+/** Why a gateway credential was refused (a metrics label: keep the set small and fixed). */
+export type GatewayRefusal = 'no_credential' | 'invalid_credential' | 'unregistered';
+type OnRefused = (reason: GatewayRefusal) => void;
+const ignore: OnRefused = () => {};
+
 /**
  * mtls mode: the client certificate the TLS listener verified against this control plane's CA
  * (the listener's only `ca`), with the gateway's SPIFFE id as URI SAN, whose record still exists
  * and names this certificate (or the one it replaced, until that expires). Anything else: null.
  */
-export function certificateAuthenticator(records: GatewayRecords, now: () => number): GatewayAuthenticator {
+export function certificateAuthenticator(
+  records: GatewayRecords,
+  now: () => number,
+  onRefused: OnRefused = ignore,
+): GatewayAuthenticator {
   const parsed = new WeakMap<TLSSocket, { id: string; serial: string } | null>();
+  const refuse = (reason: GatewayRefusal) => {
+    onRefused(reason);
+    return null;
+  };
   return {
     async authenticate(req) {
       const socket = req.socket;
-      if (!(socket instanceof TLSSocket) || !socket.authorized) return null;
+      if (!(socket instanceof TLSSocket)) return refuse('no_credential');
+      if (!socket.authorized)
+        return refuse(
+          Object.keys(socket.getPeerCertificate() ?? {}).length === 0
+            ? 'no_credential'
+            : 'invalid_credential',
+        );
       let peer = parsed.get(socket);
       if (peer === undefined) {
         peer = readPeer(socket);
         parsed.set(socket, peer);
       }
-      if (peer === null) return null;
+      if (peer === null) return refuse('invalid_credential');
       const record = await records.get(peer.id);
-      if (!record || !namesCertificate(record, peer.serial, now())) return null;
+      if (!record || !namesCertificate(record, peer.serial, now())) return refuse('unregistered');
       return identityOf(record);
     },
   };
@@ -70,14 +89,19 @@ export function bearerAuthenticator(
   keyRing: JwtKeyRing,
   records: GatewayRecords,
   issuer: string,
+  onRefused: OnRefused = ignore,
   clockSkewSec = 30,
 ): GatewayAuthenticator {
+  const refuse = (reason: GatewayRefusal) => {
+    onRefused(reason);
+    return null;
+  };
   return {
     async authenticate(req: IncomingMessage): Promise<GatewayIdentity | null> {
       const header = req.headers.authorization;
-      if (typeof header !== 'string') return null;
+      if (typeof header !== 'string') return refuse('no_credential');
       const m = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/i.exec(header.trim());
-      if (!m) return null;
+      if (!m) return refuse('invalid_credential');
       let payload: Record<string, unknown>;
       try {
         ({ payload } = await keyRing.verify(m[1]!, {
@@ -88,12 +112,12 @@ export function bearerAuthenticator(
           requiredClaims: ['exp', 'iat', 'sub'],
         }));
       } catch {
-        return null;
+        return refuse('invalid_credential');
       }
       const claimed = identityFromClaims(payload);
-      if (!claimed) return null;
+      if (!claimed) return refuse('invalid_credential');
       const record = await records.get(claimed.id);
-      return record ? identityOf(record) : null;
+      return record ? identityOf(record) : refuse('unregistered');
     },
   };
 }

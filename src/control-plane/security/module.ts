@@ -74,10 +74,11 @@ export async function createSecurityModule(
   const records = new GatewayRecords(ctx.store, ctx.now);
   const tls = await serverTls(spec, ca);
 
+  const onRefused = (reason: string) => ctx.metrics?.authFailure('gateway', reason);
   const gatewayAuthenticator =
     spec.mode === 'mtls'
-      ? certificateAuthenticator(records, ctx.now)
-      : bearerAuthenticator(keyRing, records, issuer);
+      ? certificateAuthenticator(records, ctx.now, onRefused)
+      : bearerAuthenticator(keyRing, records, issuer, onRefused);
 
   const pruneTimer = setInterval(() => {
     pruneAssertionJtis(ctx.store, ctx.now()).catch((err: Error) =>
@@ -102,6 +103,7 @@ export async function createSecurityModule(
       controlPlaneUrl: base,
       tokenEndpoint,
       jwksUri,
+      ...(ctx.metrics ? { metrics: ctx.metrics } : {}),
     }),
   ];
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import Type from 'typebox';
 import type { Logger } from '../../telemetry/logger.ts';
+import type { ControlPlaneMetrics } from '../metrics.ts';
 import { HttpProblem, type Route } from '../routes.ts';
 import type { ResourceStore } from '../store/types.ts';
 import {
@@ -49,6 +50,8 @@ export interface RegistrationDeps {
   controlPlaneUrl: string;
   tokenEndpoint: string;
   jwksUri: string;
+  /** Counts credentials issued and refused registrations and client assertions. */
+  metrics?: ControlPlaneMetrics;
 }
 
 const PublicKeyPem = Type.String({
@@ -99,11 +102,13 @@ export function registrationRoutes(deps: RegistrationDeps): Route[] {
         // Bad input is refused before a use of the token is spent.
         await checkedPublicKey(body.publicKey);
         const token = await consumeBootstrapToken(store, now(), body.token);
-        if (!token)
+        if (!token) {
+          deps.metrics?.authFailure('registration', 'bootstrap_token_invalid');
           throw new HttpProblem(
             'bootstrap_token_invalid',
             'bootstrap token is unknown, expired, revoked or used up',
           );
+        }
         try {
           const answer = await register(deps, token, body.publicKey);
           logger.info(
@@ -145,8 +150,10 @@ export function registrationRoutes(deps: RegistrationDeps): Route[] {
             tokenEndpoint: deps.tokenEndpoint,
           });
         } catch (err) {
-          if (err instanceof ClientAssertionError)
+          if (err instanceof ClientAssertionError) {
+            deps.metrics?.authFailure('token', 'client_assertion_invalid');
             throw new HttpProblem('client_assertion_invalid', err.message);
+          }
           throw err;
         }
         const identity = identityOf(record);
@@ -160,6 +167,7 @@ export function registrationRoutes(deps: RegistrationDeps): Route[] {
           },
           deps.tokenLifetimeMs,
         );
+        deps.metrics?.issued('access_token');
         call.res.setHeader('cache-control', 'no-store');
         call.json({
           access_token: accessToken,
@@ -229,6 +237,7 @@ export function registrationRoutes(deps: RegistrationDeps): Route[] {
               },
         );
         records.forget(identity.id);
+        deps.metrics?.issued('certificate');
         if (!after) throw new HttpProblem('unauthenticated', 'the gateway is no longer registered');
         logger.info({ gateway: identity.id, notAfter: issued.notAfter }, 'gateway certificate renewed');
         call.res.setHeader('cache-control', 'no-store');
@@ -261,6 +270,7 @@ async function register(
           lifetimeMs: deps.certificateLifetimeMs,
         })
       : null;
+  if (issued) deps.metrics?.issued('certificate');
   const record: GatewayRecord = {
     ...identity,
     publicKey,
