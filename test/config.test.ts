@@ -237,3 +237,23 @@ spec:
   const good = runCli(['validate', dir]);
   assert.equal((await good.exited).code, 0, good.stderr());
 });
+
+test('a value outside a list of literals names the allowed values, also inside arrays', () => {
+  const yaml = `${gateway}---
+${upstream}---
+apiVersion: gatehouse.dev/v1
+kind: APIRule
+metadata: { name: r }
+spec:
+  gateway: edge
+  upstream: orders
+  rules: [{ path: /x, methods: [GETX], authenticate: [{ noAuth: {} }] }]
+`;
+  const dir = tempConfigDir();
+  writeConfig(dir, 'all.yaml', yaml);
+  const { errors } = loadConfig([dir]);
+  assert.deepEqual(
+    errors.map((e) => `${e.path}: ${e.message}`),
+    ['spec.rules[0].methods[0]: must be one of: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'],
+  );
+});

@@ -26,6 +26,14 @@ function pointerToPath(pointer: string): Array<string | number> {
 export function readableSchemaErrors(errors: readonly TLocalizedValidationError[]): FieldProblem[] {
   const unionPaths = new Map<string, Set<unknown>>();
   for (const e of errors) if (e.keyword === 'anyOf') unionPaths.set(e.schemaPath, new Set());
+  // TypeBox does not always report the anyOf itself (seen for a union of literals as array items):
+  // its branches' const errors then stand for it, and it is reported once at their instance.
+  const unreported = new Map<string, string>();
+  for (const e of errors) {
+    const branch = e.keyword === 'const' ? /^(.*)\/anyOf\/\d+$/.exec(e.schemaPath) : null;
+    if (branch && !unionPaths.has(branch[1]!)) unreported.set(branch[1]!, e.instancePath);
+  }
+  for (const union of unreported.keys()) unionPaths.set(union, new Set());
   const out: FieldProblem[] = [];
   const seen = new Set<string>();
   const add = (path: Array<string | number>, message: string) => {
@@ -75,6 +83,10 @@ export function readableSchemaErrors(errors: readonly TLocalizedValidationError[
       default:
         add(path, e.message);
     }
+  }
+  for (const [union, instancePath] of unreported) {
+    const allowed = [...(unionPaths.get(union) ?? [])];
+    if (allowed.length > 0) add(pointerToPath(instancePath), `must be one of: ${allowed.join(', ')}`);
   }
   return out;
 }
