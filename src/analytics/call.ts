@@ -28,6 +28,18 @@ export interface RecordedCall {
 /** What the gateway's request path calls: must return at once and never throw. */
 export interface ApiEventRecorder {
   record(call: RecordedCall): void;
+  /**
+   * Whether a response's last bytes wait for its event (a disk spool: the event must be in the
+   * spool file before the client has the whole answer, so a killed gateway loses no answered call).
+   */
+  readonly holdsResponses: boolean;
+  /**
+   * Records the call and calls `release` (which sends the response's last bytes) once its event is
+   * in the spool file. Group commit: the calls of one event-loop turn share one write(2). `release`
+   * is called exactly once, also when the event cannot be stored (dropped and counted: nothing waits
+   * on a full or failing spool).
+   */
+  recordThen(call: RecordedCall, release: () => void): void;
 }
 
 const authFailures = new Set([

@@ -4,9 +4,9 @@ import { toMillis } from '../config/duration.ts';
 import { audiences, type SubsystemCredentials } from '../control-plane/security/types.ts';
 import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { AnalyticsGatewaySpec } from './gateway-schema.ts';
-import { createHttpTransport } from './http-transport.ts';
 import { createNatsTransport } from './nats-transport.ts';
 import { EventShipper } from './shipper.ts';
+import { createWorkerHttpTransport } from './worker-transport.ts';
 import type { EventTransport } from './transport.ts';
 
 export interface GatewayAnalyticsDeps {
@@ -54,13 +54,15 @@ export function createGatewayAnalytics(spec: AnalyticsGatewaySpec, deps: Gateway
   let transport: EventTransport;
   if (spec.http) {
     const ca = spec.http.caCerts ? readFileSync(deps.resolvePath(spec.http.caCerts), 'utf8') : tls.ca;
-    transport = createHttpTransport({
+    const http = {
       url: spec.http.url,
       timeoutMs: toMillis(spec.http.timeout),
       ca,
       cert: tls.cert,
       key: tls.key,
-    });
+    };
+    // Compression and the upload run in a worker thread: the event loop is the requests'.
+    transport = createWorkerHttpTransport(http, spec.compression);
   } else {
     const nats = spec.nats!;
     transport = createNatsTransport({

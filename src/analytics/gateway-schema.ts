@@ -49,9 +49,9 @@ const Spool = Type.Object(
         'A segment file is closed at this size and a new one started; acknowledged segments are deleted.',
     }),
     writeInterval: Duration(
-      'Recorded events gather this long, then go to the spool in one write (and become one batch in ' +
-        'memory). A process kill (SIGKILL) loses at most the events of answers of this last interval; ' +
-        '0ms writes every event-loop turn. Each write is a system call, which is what this saves.',
+      'Events of calls not answered (the client left) gather this long before their spool write. ' +
+        'Answered calls do not wait for it: a response’s last bytes leave once its event is in the ' +
+        'spool file, written at the end of the event-loop turn in one write for all of that turn.',
       '20ms',
     ),
     fsyncInterval: Duration(

@@ -9,7 +9,7 @@ import type { EncodedBatch, EventTransport } from './transport.ts';
 const gzipAsync = promisify(gzip);
 const zstdAsync = promisify(zstdCompress);
 /** Gathered event JSON is sealed into a batch at this size at the latest. */
-const MAX_GATHERED_CHARS = 1 << 20;
+const MAX_GATHERED_BYTES = 1 << 20;
 const COMMA = Buffer.from(',');
 const BATCH_TAIL = Buffer.from(']}');
 
@@ -62,13 +62,16 @@ export interface ShipperStats {
 }
 
 /**
- * The gateway side of analytics. `record()` is what the request path calls: it pushes one small
- * object into an array and returns. Once per event-loop turn (setImmediate) the turn's calls become
- * events with ids (UUIDv7), serialised once, and are written as one frame to the spool (write-ahead:
- * a restart re-sends whatever was not acknowledged) and kept in memory up to queue.maxEvents. Uploads
- * take the oldest batches up to batch.maxEvents, compress them in the thread pool and send them; a
- * batch leaves memory and spool only when ingestion acknowledged durable storage, so delivery is at
- * least once and ingestion de-duplicates by event id. Failures are retried forever with exponential
+ * The gateway side of analytics. `record()` is what the request path calls: it serialises the call
+ * into event JSON with its id (UUIDv7), appended to one off-heap buffer, and returns. Once per
+ * event-loop turn (setImmediate) the gathered events become a batch, written as one frame to the
+ * spool (write-ahead: a restart re-sends whatever was not acknowledged) and kept in memory up to
+ * queue.maxEvents. With a spool, `recordThen()` holds a response's last bytes until that write
+ * (group commit: one write(2) for all the responses that finished in the turn), so every answer a
+ * client received has its event in the spool file — a killed gateway loses none. Uploads take the
+ * oldest batches up to batch.maxEvents, compress them in the thread pool and send them; a batch
+ * leaves memory and spool only when ingestion acknowledged durable storage, so delivery is at least
+ * once and ingestion de-duplicates by event id. Failures are retried forever with exponential
  * backoff and jitter; a batch ingestion refuses as invalid is dropped (and counted). When memory and
  * spool are both full, new events are dropped and counted — nothing ever waits.
  */
@@ -79,14 +82,22 @@ export class EventShipper implements ApiEventRecorder {
   readonly #nextId: (timeMs: number) => string;
   readonly #spool: Spool | null;
   readonly #pending = new Map<number, Pending>();
-  #turn: RecordedCall[] = [];
+  /** Calls recorded this event-loop turn (their events are already in #gathered). */
+  #turnCalls = 0;
+  #turnErrors = 0;
+  /** Response ends waiting for this turn's spool write (recordThen). */
+  #held: (() => void)[] = [];
   #turnScheduled = false;
+  readonly holdsResponses: boolean;
   readonly #serialise: (call: RecordedCall, id: string) => string;
   readonly #batchHead: Buffer;
-  /** Event JSON of turns since the last seal. */
-  #gathered: string[] = [];
+  /**
+   * Event JSON (comma-separated) since the last seal, written in as each call is recorded: the
+   * call's objects and its JSON string die young, and the bytes are off the JS heap.
+   */
+  #gathered = Buffer.allocUnsafe(64 * 1024);
   #gatheredCount = 0;
-  #gatheredChars = 0;
+  #gatheredBytes = 0;
   #lastSeal = 0;
   #sealTimer: NodeJS.Timeout | null = null;
   #seq: number;
@@ -120,6 +131,7 @@ export class EventShipper implements ApiEventRecorder {
     this.#batchHead = Buffer.from(`{"v":1,"gateway":${JSON.stringify(options.gateway)},"events":[`);
     this.#metrics = options.registry ? shipperMetrics(options.registry, this) : null;
     this.#spool = options.spool ? new Spool({ ...options.spool, log: options.log }) : null;
+    this.holdsResponses = this.#spool !== null;
     this.#seq = this.#spool?.maxSeq ?? 0;
     if (this.#spool) {
       const now = this.#now();
@@ -151,10 +163,28 @@ export class EventShipper implements ApiEventRecorder {
     }
   }
 
-  /** The request path's only call: O(1), no I/O, never throws. */
+  /** What the request path calls: no I/O, never throws. */
   record(call: RecordedCall): void {
     if (this.#closed) return;
-    this.#turn.push(call);
+    this.#append(call);
+    if (!this.#turnScheduled) {
+      this.#turnScheduled = true;
+      setImmediate(this.#flushTurn);
+    }
+  }
+
+  /**
+   * A response's end waits for its event's spool write, at the end of this event-loop turn (one
+   * write for every response that finished in it). Never throws; `release` runs exactly once.
+   */
+  recordThen(call: RecordedCall, release: () => void): void {
+    if (this.#closed || this.#spool === null) {
+      this.record(call);
+      release();
+      return;
+    }
+    this.#append(call);
+    this.#held.push(release);
     if (!this.#turnScheduled) {
       this.#turnScheduled = true;
       setImmediate(this.#flushTurn);
@@ -166,36 +196,75 @@ export class EventShipper implements ApiEventRecorder {
     return this.#memoryEvents + this.#diskOnlyEvents;
   }
 
-  /** Once per event-loop turn: the turn's calls become event JSON, gathered until the next seal. */
-  readonly #flushTurn = (): void => {
-    this.#turnScheduled = false;
-    const calls = this.#turn;
-    if (calls.length === 0) return;
-    this.#turn = [];
-    const count = calls.length;
-    this.stats.recorded += count;
-    let json = '';
+  /** The call as event JSON (with its id), appended to the gathered bytes. Never throws. */
+  #append(call: RecordedCall): void {
+    this.#turnCalls++;
+    let json: string;
     try {
-      for (let i = 0; i < count; i++) {
-        const call = calls[i]!;
-        json += (i ? ',' : '') + this.#serialise(call, this.#nextId(call.time));
-      }
-    } catch (err) {
-      // A bug here must cost events, never requests.
-      this.#drop(count, 'error');
-      this.#o.log('error', { err: (err as Error).message }, 'analytics: events could not be serialised');
+      json = this.#serialise(call, this.#nextId(call.time));
+    } catch {
+      // A bug here must cost events, never requests (logged once per turn).
+      this.#turnErrors++;
       return;
     }
-    this.#gathered.push(json);
-    this.#gatheredCount += count;
-    this.#gatheredChars += json.length;
+    let at = this.#gatheredBytes;
+    // Event JSON is pure ASCII (event.ts `str`): one byte a character, Latin-1 the cheapest encoding.
+    const need = at + json.length + 1;
+    if (need > this.#gathered.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.#gathered.length * 2));
+      this.#gathered.copy(grown, 0, 0, at);
+      this.#gathered = grown;
+    }
+    if (this.#gatheredCount > 0) this.#gathered[at++] = 0x2c; // ','
+    this.#gatheredBytes = at + this.#gathered.write(json, at, 'latin1');
+    this.#gatheredCount++;
+  }
+
+  /** Once per event-loop turn: seals the gathered events when it is time (or responses wait on them). */
+  readonly #flushTurn = (): void => {
+    this.#turnScheduled = false;
+    if (this.#turnCalls === 0) return;
+    this.#account();
+    const held = this.#held;
+    if (held.length === 0) {
+      this.#sealWhenDue();
+      return;
+    }
+    this.#held = [];
+    try {
+      // Group commit: the responses waiting on this turn's events are released once they are in
+      // the spool file, whatever spool.writeInterval says.
+      this.#seal();
+    } finally {
+      for (let i = 0; i < held.length; i++) {
+        try {
+          held[i]!();
+        } catch (err) {
+          this.#o.log('error', { err: (err as Error).message }, 'analytics: releasing a response failed');
+        }
+      }
+    }
+  };
+
+  /** The turn's calls into the stats. */
+  #account(): void {
+    this.stats.recorded += this.#turnCalls;
+    this.#turnCalls = 0;
+    if (this.#turnErrors > 0) {
+      this.#drop(this.#turnErrors, 'error');
+      this.#o.log('error', { events: this.#turnErrors }, 'analytics: events could not be serialised');
+      this.#turnErrors = 0;
+    }
+  }
+
+  #sealWhenDue(): void {
     const wait = this.#o.writeIntervalMs - (this.#now() - this.#lastSeal);
-    if (wait <= 0 || this.#gatheredChars >= MAX_GATHERED_CHARS) this.#seal();
+    if (wait <= 0 || this.#gatheredBytes >= MAX_GATHERED_BYTES) this.#seal();
     else if (this.#sealTimer === null) {
       this.#sealTimer = setTimeout(this.#seal, wait);
       this.#sealTimer.unref();
     }
-  };
+  }
 
   /**
    * Gathered events become one batch: one write(2) to the spool (write-ahead) and, room permitting,
@@ -207,14 +276,10 @@ export class EventShipper implements ApiEventRecorder {
     this.#lastSeal = this.#now();
     const count = this.#gatheredCount;
     if (count === 0) return;
-    // Event JSON is pure ASCII (event.ts `str`): Latin-1 is an exact, and the cheapest, encoding.
-    const json = Buffer.from(
-      this.#gathered.length === 1 ? this.#gathered[0]! : this.#gathered.join(','),
-      'latin1',
-    );
-    this.#gathered = [];
+    // A copy of exactly the batch's bytes: the gathering buffer is reused.
+    const json = Buffer.from(this.#gathered.subarray(0, this.#gatheredBytes));
     this.#gatheredCount = 0;
-    this.#gatheredChars = 0;
+    this.#gatheredBytes = 0;
     const seq = ++this.#seq;
     const memoryRoom = this.#memoryEvents + count <= this.#o.queueMaxEvents;
     let location: SpoolLocation | null = null;
@@ -380,6 +445,7 @@ export class EventShipper implements ApiEventRecorder {
   }
 
   async #encode(raw: Buffer, events: number): Promise<EncodedBatch> {
+    if (this.#o.transport.compressesItself) return { body: raw, encoding: 'identity', events };
     switch (this.#o.compression) {
       case 'zstd':
         return { body: await zstdAsync(raw), encoding: 'zstd', events };
@@ -403,6 +469,7 @@ export class EventShipper implements ApiEventRecorder {
   async close(deadlineMs = 2000): Promise<void> {
     if (this.#closed) return;
     this.#flushTurn();
+    this.#account();
     this.#seal();
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { ApiEventRecorder } from '../analytics/call.ts';
+import type { ApiEventRecorder, RecordedCall } from '../analytics/call.ts';
 import type { ProblemCode } from '../errors.ts';
 import type { Plan, RetryReason } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -49,6 +49,8 @@ interface Outcome {
   hasBody: boolean;
   /** `performance.now()` when the request arrived. */
   started: number;
+  /** The analytics event was recorded when the response ended (holdResponseEnd). */
+  recorded: boolean;
 }
 
 class BodyTooLarge extends Error {
@@ -80,9 +82,13 @@ export function createRequestHandler(state: GatewayState, listener: RequestConte
       relay: null,
       hasBody: false,
       started,
+      recorded: false,
     };
     const admission = admit(req, plan, listener);
     const requestId = admission.ok ? admission.ctx.id : admission.requestId;
+    const analytics = state.analytics;
+    if (analytics?.holdsResponses)
+      holdResponseEnd(analytics, req, res, outcome, admission.ok ? admission.ctx : null, requestId);
     // The request's only `close` listener (`on`: a response closes once, and `once` costs a wrapper).
     res.on('close', () => {
       outcome.relay?.clientClosed();
@@ -199,7 +205,8 @@ function forward(
   if (target.hostHeader !== upstream.hostHeader && !upstream.preserveHost)
     setHostHeader(headers, target.hostHeader);
   outcome.hasBody = body !== null;
-  const relay = new ResponseRelay(res, ctx, outcome, live, target, state.draining, hooks);
+  const holdLast = state.analytics?.holdsResponses === true;
+  const relay = new ResponseRelay(res, ctx, outcome, live, target, state.draining, hooks, holdLast);
   outcome.relay = relay;
   if (live.tracked) live.begin(target);
   const options: TargetRequest = {
@@ -391,8 +398,27 @@ function deliver(
     state.metrics.upstreamErrors.labels(ctx.rule.upstream.id, failure).inc();
     res.destroy();
   });
-  body.pipe(res);
+  if (state.analytics?.holdsResponses) pipeHoldingLast(body, res);
+  else body.pipe(res);
   return body;
+}
+
+/** `body.pipe(res)` that sends the last chunk with `res.end()` (see ResponseRelay.holdLast). */
+function pipeHoldingLast(body: Readable, res: ServerResponse): void {
+  let last: Buffer | null = null;
+  const resume = () => body.resume();
+  body.on('data', (chunk: Buffer) => {
+    if (res.destroyed) return; // the client left: the close listener stops the body
+    const previous = last;
+    last = chunk;
+    if (previous === null || res.write(previous)) return;
+    body.pause();
+    res.once('drain', resume);
+  });
+  body.once('end', () => {
+    if (last === null) res.end();
+    else res.end(last);
+  });
 }
 
 function answerUpstreamFailure(
@@ -458,21 +484,8 @@ function record(
   const status = res.headersSent ? res.statusCode : 0;
   const route = outcome.route || 'none';
   state.metrics.observeRequest(route, req.method ?? '', status ? statusClass(status) : 'aborted', ms / 1000);
-  state.analytics?.record({
-    time: performance.timeOrigin + started,
-    requestId,
-    ctx,
-    method: req.method ?? '',
-    client: ctx?.client.address ?? req.socket.remoteAddress ?? '',
-    status,
-    latencyMs: ms,
-    upstreamMs: outcome.upstreamMs,
-    bytesIn: outcome.bytesIn,
-    bytesOut: outcome.bytesOut,
-    error: outcome.error,
-    traceId: outcome.trace?.traceId ?? null,
-    completed: res.writableFinished,
-  });
+  if (!outcome.recorded)
+    state.analytics?.record(recordedCall(req, res, outcome, ctx, requestId, ms, res.writableFinished));
   outcome.trace?.end(status, ctx?.rule.template ?? null, outcome.error, outcome.upstreamMs);
   if (!state.plan.gateway.accessLog.enabled) return;
   writeAccess({
@@ -490,4 +503,64 @@ function record(
     error: outcome.error,
     completed: res.writableFinished,
   });
+}
+
+function recordedCall(
+  req: IncomingMessage,
+  res: ServerResponse,
+  outcome: Outcome,
+  ctx: RequestContext | null,
+  requestId: string,
+  ms: number,
+  completed: boolean,
+): RecordedCall {
+  return {
+    time: performance.timeOrigin + outcome.started,
+    requestId,
+    ctx,
+    method: req.method ?? '',
+    client: ctx?.client.address ?? req.socket.remoteAddress ?? '',
+    status: res.headersSent ? res.statusCode : 0,
+    latencyMs: ms,
+    upstreamMs: outcome.upstreamMs,
+    bytesIn: outcome.bytesIn,
+    bytesOut: outcome.bytesOut,
+    error: outcome.error,
+    traceId: outcome.trace?.traceId ?? null,
+    completed,
+  };
+}
+
+/**
+ * Durable analytics (a spool): the response's `end()` — its last bytes; every path keeps them back
+ * until then (ResponseRelay.holdLast, pipeHoldingLast; problem and policy answers are sent whole by
+ * `end()`) — waits until the call's event is in the spool file, so a gateway killed at any moment has
+ * the event of every call the client got an answer to. The event is made at `end()`: its latency and
+ * byte counts are those of that moment (the final flush to the client is not in the latency).
+ */
+function holdResponseEnd(
+  recorder: ApiEventRecorder,
+  req: IncomingMessage,
+  res: ServerResponse,
+  outcome: Outcome,
+  ctx: RequestContext | null,
+  requestId: string,
+): void {
+  const end = res.end;
+  res.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown) => {
+    res.end = end;
+    const send = end as (
+      this: ServerResponse,
+      chunk: unknown,
+      encoding: unknown,
+      cb: unknown,
+    ) => ServerResponse;
+    if (outcome.recorded || res.destroyed) return send.call(res, chunk, encoding, cb);
+    outcome.recorded = true;
+    const ms = performance.now() - outcome.started;
+    recorder.recordThen(recordedCall(req, res, outcome, ctx, requestId, ms, true), () => {
+      if (!res.destroyed) send.call(res, chunk, encoding, cb);
+    });
+    return res;
+  }) as ServerResponse['end'];
 }

@@ -34,6 +34,11 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
   readonly live: LiveUpstream;
   readonly target: TargetRuntime;
   readonly draining: boolean;
+  /**
+   * Keep the latest body chunk back and send it with `res.end()`: the client must not have the
+   * whole answer before `end()` (which the analytics spool may hold until the event is written).
+   */
+  readonly holdLast: boolean;
   readonly upstreamStarted: number;
   readonly hooks: RelayHooks<O>;
   #controller: Dispatcher.DispatchController | null = null;
@@ -42,6 +47,7 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
   #answered = false;
   #countBytes = false;
   #drainListening = false;
+  #last: Buffer | null = null;
 
   constructor(
     res: ServerResponse,
@@ -51,6 +57,7 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
     target: TargetRuntime,
     draining: boolean,
     hooks: RelayHooks<O>,
+    holdLast: boolean,
   ) {
     this.res = res;
     this.ctx = ctx;
@@ -59,6 +66,7 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
     this.target = target;
     this.draining = draining;
     this.hooks = hooks;
+    this.holdLast = holdLast;
     this.upstreamStarted = performance.now();
   }
 
@@ -111,6 +119,12 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#clientGone) return;
     if (this.#countBytes) this.outcome.bytesOut += chunk.length;
+    if (this.holdLast) {
+      const previous = this.#last;
+      this.#last = chunk;
+      if (previous === null) return;
+      chunk = previous;
+    }
     if (this.res.write(chunk)) return;
     controller.pause();
     if (!this.#drainListening) {
@@ -120,7 +134,11 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
   }
 
   onResponseEnd(): void {
-    if (!this.#clientGone) this.res.end();
+    if (this.#clientGone) return;
+    const last = this.#last;
+    this.#last = null;
+    if (last === null) this.res.end();
+    else this.res.end(last);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
