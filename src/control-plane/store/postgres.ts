@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { createChangeFeed } from './change-feed.ts';
 import { describePgUrl, isConnectionLost, PostgresStoreError, wrapPgError } from './postgres-errors.ts';
@@ -15,8 +15,8 @@ import type {
   WriteOp,
   WriteResult,
 } from './types.ts';
-import { invalidMessage, runValidate, validateTimeoutMs } from './validate-call.ts';
-import { opKeys, planWrite, stateAfter } from './write-plan.ts';
+import { validateTimeoutMs } from './validate-call.ts';
+import { decideWrite, opKeys } from './write-plan.ts';
 import { createWriteQueue } from './write-queue.ts';
 
 export interface PostgresStoreOptions {
@@ -231,37 +231,14 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         async (client): Promise<{ commit: boolean; value: WriteResult }> => {
           const revision = await readRevision(client);
           const current = await loadResources(client, context.validate ? 'all' : opKeys(ops));
-          const plan = planWrite({
-            ops,
-            current,
-            revision,
-            actor: context.actor,
-            now: new Date().toISOString(),
-            newUid: randomUUID,
-          });
-          if (!plan.ok) {
-            const { ok: _ok, ...refusal } = plan;
-            return { commit: false, value: { ok: false, ...refusal } };
-          }
-          if (context.validate) {
-            const errors = await runValidate(
-              context.validate,
-              sortResources(stateAfter(current, plan.touched)),
-            );
-            if (errors.length > 0) {
-              return {
-                commit: false,
-                value: { ok: false, reason: 'invalid', errors, message: invalidMessage(errors) },
-              };
-            }
-          }
-          const value: WriteResult = { ok: true, revision: plan.revision, changes: plan.changes };
-          if (context.dryRun || plan.changes.length === 0) return { commit: false, value };
-          await saveChanges(client, plan.changes.map(changeToRow));
-          await query(client, 'write', `UPDATE ${s}.store_meta SET revision = $1`, [plan.revision]);
+          const decision = await decideWrite(ops, context, current, revision);
+          if (!decision.commit) return decision;
+          const { value } = decision;
+          await saveChanges(client, value.changes.map(changeToRow));
+          await query(client, 'write', `UPDATE ${s}.store_meta SET revision = $1`, [value.revision]);
           // Delivered at COMMIT, to every control plane listening, this one included.
-          await query(client, 'write', 'SELECT pg_notify($1, $2)', [channel, String(plan.revision)]);
-          committed = plan.revision;
+          await query(client, 'write', 'SELECT pg_notify($1, $2)', [channel, String(value.revision)]);
+          committed = value.revision;
           return { commit: true, value };
         },
       );

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -8,8 +7,7 @@ import { compareStrings, keyId, labelsMatch, sortResources } from './resource-ke
 import { type ChangeRow, changeFromRow, changesFilter, changeToRow } from './rows.ts';
 import { migrateSqlite } from './sqlite-schema.ts';
 import type { ResourceKey, ResourceStore, StoredResource, WriteOp, WriteResult } from './types.ts';
-import { invalidMessage, runValidate } from './validate-call.ts';
-import { opKeys, planWrite, stateAfter } from './write-plan.ts';
+import { decideWrite, opKeys } from './write-plan.ts';
 import { createWriteQueue } from './write-queue.ts';
 
 /** How long a statement waits for another process' lock on the file before failing (SQLITE_BUSY). */
@@ -115,41 +113,18 @@ export async function openSqliteStore(options: { path: string }): Promise<Resour
             if (resource) current.set(keyId(key), resource);
           }
         }
-        const plan = planWrite({
-          ops,
-          current,
-          revision,
-          actor: context.actor,
-          now: new Date().toISOString(),
-          newUid: randomUUID,
-        });
-        if (!plan.ok) {
-          const { ok: _ok, ...refusal } = plan;
-          return { commit: false, value: { ok: false, ...refusal } };
-        }
-        if (context.validate) {
-          const errors = await runValidate(
-            context.validate,
-            sortResources(stateAfter(current, plan.touched)),
-          );
-          if (errors.length > 0) {
-            return {
-              commit: false,
-              value: { ok: false, reason: 'invalid', errors, message: invalidMessage(errors) },
-            };
-          }
-        }
-        const value: WriteResult = { ok: true, revision: plan.revision, changes: plan.changes };
-        if (context.dryRun || plan.changes.length === 0) return { commit: false, value };
-        for (const change of plan.changes) {
+        const decision = await decideWrite(ops, context, current, revision);
+        if (!decision.commit) return decision;
+        const { value } = decision;
+        for (const change of value.changes) {
           stmt.addChange.run({ ...changeToRow(change) });
           const { kind, namespace, name } = change.key;
           if (change.after)
             stmt.upsert.run(kind, namespace, name, change.revision, JSON.stringify(change.after));
           else stmt.remove.run(kind, namespace, name);
         }
-        stmt.setRevision.run(plan.revision);
-        committed = plan.revision;
+        stmt.setRevision.run(value.revision);
+        committed = value.revision;
         return { commit: true, value };
       });
       if (committed > 0) feed.publish(committed);

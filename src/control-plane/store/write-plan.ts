@@ -1,9 +1,19 @@
+import { randomUUID } from 'node:crypto';
 import type { ConfigError } from '../../config/errors.ts';
 import { isKind } from '../../config/schemas/index.ts';
 import { canonicalJson, jsonCopy } from './canonical-json.ts';
-import { describeKey, keyId } from './resource-key.ts';
-import { invalidMessage } from './validate-call.ts';
-import type { Change, ResourceInput, ResourceKey, StoredResource, WriteOp, WriteRefusal } from './types.ts';
+import { describeKey, keyId, sortResources } from './resource-key.ts';
+import { invalidMessage, runValidate } from './validate-call.ts';
+import type {
+  Change,
+  ResourceInput,
+  ResourceKey,
+  StoredResource,
+  WriteContext,
+  WriteOp,
+  WriteRefusal,
+  WriteResult,
+} from './types.ts';
 
 /**
  * The write semantics both backends share, as a pure function: the backend loads the current
@@ -260,4 +270,40 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function storeError(file: string, path: string, message: string): ConfigError {
   return { file, line: 0, column: 0, path, message };
+}
+
+/**
+ * Plans a write against the state read under the write lock and runs the caller's validate():
+ * `commit` says whether the backend must persist `value.changes` (false for refusals, dry runs and
+ * writes that change nothing). Both backends call this, so they decide identically.
+ */
+export async function decideWrite(
+  ops: readonly WriteOp[],
+  context: WriteContext,
+  current: ReadonlyMap<string, StoredResource>,
+  revision: number,
+): Promise<{ commit: false; value: WriteResult } | { commit: true; value: WriteResult & { ok: true } }> {
+  const plan = planWrite({
+    ops,
+    current,
+    revision,
+    actor: context.actor,
+    now: new Date().toISOString(),
+    newUid: randomUUID,
+  });
+  if (!plan.ok) {
+    const { ok: _ok, ...refusal } = plan;
+    return { commit: false, value: { ok: false, ...refusal } };
+  }
+  if (context.validate) {
+    const errors = await runValidate(context.validate, sortResources(stateAfter(current, plan.touched)));
+    if (errors.length > 0)
+      return {
+        commit: false,
+        value: { ok: false, reason: 'invalid', errors, message: invalidMessage(errors) },
+      };
+  }
+  const value = { ok: true as const, revision: plan.revision, changes: plan.changes };
+  if (context.dryRun || plan.changes.length === 0) return { commit: false, value };
+  return { commit: true, value };
 }
