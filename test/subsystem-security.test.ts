@@ -466,7 +466,10 @@ describe('bootstrap tokens', () => {
     await rejectsWith(register(token), 'bootstrap_token_invalid');
     const refused = await runCliToEnd(['bootstrap-token', 'list', '--server', cp.url, '--token', 'wrong']);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^gatehouse bootstrap-token: 401 /);
+    assert.match(
+      refused.stderr,
+      /^gatehouse bootstrap-token: not authenticated: the control plane at .* does not accept this token/,
+    );
     const usage = await run(['create']);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /--gateway <name> is required/);

@@ -1,13 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'undici';
+import { AdminError, adminClient, refusalMessage, table } from './admin-client.ts';
 
 const usage = `usage:
   gatehouse bootstrap-token create --gateway <name> [-n <namespace>] [--label k=v]... [--ttl 1h] [--uses 1]
   gatehouse bootstrap-token list
   gatehouse bootstrap-token revoke <id>
 options for every subcommand:
-  --server <url>   the control plane (default $GATEHOUSE_SERVER, else http://127.0.0.1:9800)
+  --server <url>   the control plane (default $GATEHOUSE_SERVER, else http://127.0.0.1:9400)
   --token <token>  an admin token (default $GATEHOUSE_TOKEN)
   --ca <pem>       the CA that signed the control plane's TLS certificate
 `;
@@ -17,9 +16,6 @@ interface Io {
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
 }
-
-const timeoutMs = 15_000;
-const maxAnswerBytes = 1024 * 1024;
 
 /**
  * `gatehouse bootstrap-token`: create (the token is printed once), list and revoke the one-time
@@ -46,153 +42,105 @@ export async function runBootstrapToken(args: string[], io: Io = process): Promi
     io.stderr.write(`gatehouse bootstrap-token: ${message}\n${usage}`);
     return 2;
   };
-  const server = (values.server ?? io.env.GATEHOUSE_SERVER ?? 'http://127.0.0.1:9800').replace(/\/+$/, '');
   const token = values.token ?? io.env.GATEHOUSE_TOKEN;
   if (!token) return fail('an admin token is needed: --token or GATEHOUSE_TOKEN');
-  let ca: string | undefined;
-  if (values.ca !== undefined) {
+  let client: ReturnType<typeof adminClient>;
+  try {
+    client = adminClient({ server: values.server, token, ca: values.ca }, io.env);
+  } catch (err) {
+    if (err instanceof AdminError) return fail(err.message);
+    throw err;
+  }
+  const server = client.server;
+  const call = async (
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> => {
     try {
-      ca = await readFile(values.ca, 'utf8');
+      const answer = await client.request(method, path, body);
+      if (answer.status >= 200 && answer.status < 300) return { ok: true, value: answer.body };
+      return { ok: false, message: refusalMessage(answer, server, true) };
     } catch (err) {
-      return fail(`cannot read --ca ${values.ca}: ${(err as NodeJS.ErrnoException).code}`);
+      if (err instanceof AdminError) return { ok: false, message: err.message };
+      throw err;
     }
+  };
+  try {
+    return await subcommand();
+  } finally {
+    await client.close();
   }
-  const call = (method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown) =>
-    adminCall(server, token, ca, method, path, body);
 
-  if (sub === 'create') {
-    if (rest.length > 0) return fail(`unexpected ${rest.join(' ')}`);
-    if (!values.gateway) return fail('--gateway <name> is required');
-    const labels: Record<string, string> = {};
-    for (const l of values.label ?? []) {
-      const eq = l.indexOf('=');
-      if (eq <= 0) return fail(`--label ${l}: expected key=value`);
-      labels[l.slice(0, eq)] = l.slice(eq + 1);
-    }
-    let uses: number | undefined;
-    if (values.uses !== undefined) {
-      uses = Number(values.uses);
-      if (!Number.isInteger(uses)) return fail(`--uses ${values.uses}: expected a whole number`);
-    }
-    const answer = await call('POST', '/api/v1/bootstrap-tokens', {
-      gateway: values.gateway,
-      ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
-      labels,
-      ...(values.ttl === undefined ? {} : { ttl: values.ttl }),
-      ...(uses === undefined ? {} : { uses }),
-    });
-    if (!answer.ok) return report(io, answer.message);
-    const v = answer.value as Record<string, unknown>;
-    if (values.json) io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
-    else io.stdout.write(`${v.token}\n`);
-    io.stderr.write(
-      `bootstrap token ${v.id} for gateway ${v.namespace}/${v.gateway}: ${v.uses} use(s), expires ${v.expiresAt}.\n` +
-        'It is shown only this once. Start the gateway with:\n' +
-        `  gatehouse gateway --control-plane ${server} --token <token>\n`,
-    );
-    return 0;
-  }
-  if (sub === 'list') {
-    if (rest.length > 0) return fail(`unexpected ${rest.join(' ')}`);
-    const answer = await call('GET', '/api/v1/bootstrap-tokens');
-    if (!answer.ok) return report(io, answer.message);
-    const items = ((answer.value as { items?: unknown[] }).items ?? []) as Array<Record<string, unknown>>;
-    if (values.json) {
-      io.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+  async function subcommand(): Promise<number> {
+    if (sub === 'create') {
+      if (rest.length > 0) return fail(`unexpected ${rest.join(' ')}`);
+      if (!values.gateway) return fail('--gateway <name> is required');
+      const labels: Record<string, string> = {};
+      for (const l of values.label ?? []) {
+        const eq = l.indexOf('=');
+        if (eq <= 0) return fail(`--label ${l}: expected key=value`);
+        labels[l.slice(0, eq)] = l.slice(eq + 1);
+      }
+      let uses: number | undefined;
+      if (values.uses !== undefined) {
+        uses = Number(values.uses);
+        if (!Number.isInteger(uses)) return fail(`--uses ${values.uses}: expected a whole number`);
+      }
+      const answer = await call('POST', '/api/v1/bootstrap-tokens', {
+        gateway: values.gateway,
+        ...(values.namespace === undefined ? {} : { namespace: values.namespace }),
+        labels,
+        ...(values.ttl === undefined ? {} : { ttl: values.ttl }),
+        ...(uses === undefined ? {} : { uses }),
+      });
+      if (!answer.ok) return report(io, answer.message);
+      const v = answer.value as Record<string, unknown>;
+      if (values.json) io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+      else io.stdout.write(`${v.token}\n`);
+      io.stderr.write(
+        `bootstrap token ${v.id} for gateway ${v.namespace}/${v.gateway}: ${v.uses} use(s), expires ${v.expiresAt}.\n` +
+          'It is shown only this once. Start the gateway with:\n' +
+          `  gatehouse gateway --control-plane ${server} --token <token>\n`,
+      );
       return 0;
     }
-    const rows = [['ID', 'GATEWAY', 'STATUS', 'USED', 'EXPIRES', 'LABELS']];
-    for (const t of items)
-      rows.push([
-        String(t.id),
-        `${t.namespace}/${t.gateway}`,
-        String(t.status),
-        `${t.used}/${t.uses}`,
-        String(t.expiresAt),
-        Object.entries((t.labels ?? {}) as Record<string, string>)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(','),
-      ]);
-    io.stdout.write(table(rows));
-    return 0;
+    if (sub === 'list') {
+      if (rest.length > 0) return fail(`unexpected ${rest.join(' ')}`);
+      const answer = await call('GET', '/api/v1/bootstrap-tokens');
+      if (!answer.ok) return report(io, answer.message);
+      const items = ((answer.value as { items?: unknown[] }).items ?? []) as Array<Record<string, unknown>>;
+      if (values.json) {
+        io.stdout.write(`${JSON.stringify(items, null, 2)}\n`);
+        return 0;
+      }
+      const rows = [['ID', 'GATEWAY', 'STATUS', 'USED', 'EXPIRES', 'LABELS']];
+      for (const t of items)
+        rows.push([
+          String(t.id),
+          `${t.namespace}/${t.gateway}`,
+          String(t.status),
+          `${t.used}/${t.uses}`,
+          String(t.expiresAt),
+          Object.entries((t.labels ?? {}) as Record<string, string>)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(','),
+        ]);
+      io.stdout.write(`${table(rows)}\n`);
+      return 0;
+    }
+    if (sub === 'revoke') {
+      if (rest.length !== 1) return fail('revoke takes exactly one token id');
+      const answer = await call('DELETE', `/api/v1/bootstrap-tokens/${encodeURIComponent(rest[0]!)}`);
+      if (!answer.ok) return report(io, answer.message);
+      io.stdout.write(`revoked ${rest[0]}\n`);
+      return 0;
+    }
+    return fail(sub === undefined ? 'a subcommand is needed' : `unknown subcommand ${JSON.stringify(sub)}`);
   }
-  if (sub === 'revoke') {
-    if (rest.length !== 1) return fail('revoke takes exactly one token id');
-    const answer = await call('DELETE', `/api/v1/bootstrap-tokens/${encodeURIComponent(rest[0]!)}`);
-    if (!answer.ok) return report(io, answer.message);
-    io.stdout.write(`revoked ${rest[0]}\n`);
-    return 0;
-  }
-  return fail(sub === undefined ? 'a subcommand is needed' : `unknown subcommand ${JSON.stringify(sub)}`);
 }
 
 function report(io: Io, message: string): number {
   io.stderr.write(`gatehouse bootstrap-token: ${message}\n`);
   return 1;
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows
-    .map(
-      (r) =>
-        `${r
-          .map((c, i) => c.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd()}\n`,
-    )
-    .join('');
-}
-
-/** One admin API call, bounded in time and size; a refusal becomes its problem's code and detail. */
-async function adminCall(
-  server: string,
-  token: string,
-  ca: string | undefined,
-  method: 'GET' | 'POST' | 'DELETE',
-  path: string,
-  body?: unknown,
-): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
-  const dispatcher = new Agent({ connections: 1, ...(ca === undefined ? {} : { connect: { ca } }) });
-  try {
-    const res = await request(`${server}${path}`, {
-      method,
-      dispatcher,
-      headers: {
-        authorization: `Bearer ${token}`,
-        accept: 'application/json',
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    let text = '';
-    for await (const chunk of res.body) {
-      text += (chunk as Buffer).toString('utf8');
-      if (text.length > maxAnswerBytes) {
-        res.body.destroy();
-        return { ok: false, message: `${server}: answer too large` };
-      }
-    }
-    let value: unknown = null;
-    try {
-      value = JSON.parse(text);
-    } catch {}
-    if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true, value };
-    const p = (value ?? {}) as { code?: string; title?: string; detail?: string };
-    return {
-      ok: false,
-      message: `${res.statusCode} ${p.code ?? ''}: ${p.detail ?? p.title ?? text.slice(0, 200)}`.replace(
-        ' :',
-        ':',
-      ),
-    };
-  } catch (err) {
-    const e = err as { code?: string; message: string; name?: string };
-    if (e.name === 'TimeoutError')
-      return { ok: false, message: `${server}: no answer within ${timeoutMs} ms` };
-    return { ok: false, message: `${server}: ${e.code ?? ''} ${e.message}`.replace(':  ', ': ') };
-  } finally {
-    await dispatcher.close();
-  }
 }
