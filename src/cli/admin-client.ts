@@ -181,3 +181,26 @@ export function table(rows: readonly (readonly string[])[]): string {
     )
     .join('\n');
 }
+
+/**
+ * Runs a command's body with an admin client made from its flags: an AdminError (unreachable
+ * server, bad flags, an oversized answer) is printed as its one line and the command exits 1.
+ */
+export async function withAdminClient(
+  values: Parameters<typeof adminClient>[0],
+  body: (client: AdminClient) => Promise<number>,
+): Promise<number> {
+  let client: AdminClient | null = null;
+  try {
+    client = adminClient(values);
+    return await body(client);
+  } catch (err) {
+    if (err instanceof AdminError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await client?.close();
+  }
+}

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { diffLines, type FieldChange } from '../control-plane/api/diff.ts';
-import { AdminError, adminClient, adminFlags, refusalMessage, table } from './admin-client.ts';
+import { adminFlags, refusalMessage, table, withAdminClient } from './admin-client.ts';
 
 interface Entry {
   revision: number;
@@ -32,9 +32,7 @@ export async function runAudit(args: string[]): Promise<number> {
   if (values.namespace) query.set('namespace', values.namespace);
   if (values.after) query.set('after', values.after);
   if (values.limit) query.set('limit', values.limit);
-  let client: ReturnType<typeof adminClient> | null = null;
-  try {
-    client = adminClient(values);
+  return withAdminClient(values, async (client) => {
     const answer = await client.request('GET', `/api/v1/audit${query.size > 0 ? `?${query}` : ''}`);
     if (answer.status !== 200) {
       process.stderr.write(`${refusalMessage(answer, client.server, client.hasToken)}\n`);
@@ -56,13 +54,5 @@ export async function runAudit(args: string[]): Promise<number> {
       }
     if (answer.body?.next != null) process.stderr.write(`more: --after ${answer.body.next}\n`);
     return 0;
-  } catch (err) {
-    if (err instanceof AdminError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await client?.close();
-  }
+  });
 }

@@ -3,7 +3,7 @@ import { formatConfigError } from '../config/errors.ts';
 import { loadConfig } from '../config/load.ts';
 import type { Kind } from '../config/schemas/index.ts';
 import { kindNamed, pluralOf } from '../control-plane/api/kinds.ts';
-import { AdminError, adminClient, adminFlags, refusalMessage } from './admin-client.ts';
+import { adminFlags, refusalMessage, withAdminClient } from './admin-client.ts';
 
 const usage =
   'usage: gatehouse delete <kind> <name> [-n <namespace>] | delete -f <file|dir>... [--server <url>] [--token <t>]\n';
@@ -51,10 +51,8 @@ export async function runDelete(args: string[]): Promise<number> {
     }
     targets.push({ kind, namespace: values.namespace ?? 'default', name });
   }
-  let client: ReturnType<typeof adminClient> | null = null;
-  let failed = false;
-  try {
-    client = adminClient(values);
+  return withAdminClient(values, async (client) => {
+    let failed = false;
     for (const t of targets) {
       const answer = await client.request(
         'DELETE',
@@ -69,14 +67,6 @@ export async function runDelete(args: string[]): Promise<number> {
         if (answer.status === 401 || answer.status === 403) break;
       }
     }
-  } catch (err) {
-    if (err instanceof AdminError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await client?.close();
-  }
-  return failed ? 1 : 0;
+    return failed ? 1 : 0;
+  });
 }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { kindNamed, pluralOf } from '../control-plane/api/kinds.ts';
-import { AdminError, adminClient, adminFlags, age, refusalMessage, table } from './admin-client.ts';
+import { adminFlags, age, refusalMessage, table, withAdminClient } from './admin-client.ts';
 
 const usage =
   'usage: gatehouse get <kind> [name] [-n <namespace>] [-l <selector>] [-o yaml|json] [--server <url>] [--token <t>]\n';
@@ -47,9 +47,7 @@ export async function runGet(args: string[]): Promise<number> {
     path = `/api/v1/namespaces/${encodeURIComponent(values.namespace)}/${pluralOf(kind)}${selector ? `?${selector}` : ''}`;
   else path = `/api/v1/resources?kind=${kind}${selector ? `&${selector}` : ''}`;
 
-  let client: ReturnType<typeof adminClient> | null = null;
-  try {
-    client = adminClient(values);
+  return withAdminClient(values, async (client) => {
     const answer = await client.request('GET', path);
     if (answer.status !== 200) {
       process.stderr.write(`${refusalMessage(answer, client.server, client.hasToken)}\n`);
@@ -74,13 +72,5 @@ export async function runGet(args: string[]): Promise<number> {
       process.stdout.write(`${table(rows)}\n`);
     }
     return 0;
-  } catch (err) {
-    if (err instanceof AdminError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await client?.close();
-  }
+  });
 }
