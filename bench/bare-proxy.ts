@@ -8,6 +8,7 @@
 // Prints {"msg":"ready","port":N} on stdout once it listens on 127.0.0.1.
 import { createServer, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import { parseArgs } from 'node:util';
+import { serveAsBenchChild } from './child-server.ts';
 import { Pool } from 'undici';
 
 const hopByHop = new Set([
@@ -90,19 +91,11 @@ function main(): void {
         },
       );
   });
-  server.listen(Number(values.port), '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    process.stdout.write(`${JSON.stringify({ msg: 'ready', port })}\n`);
+  serveAsBenchChild(server, {
+    port: Number(values.port),
+    exitWithStdin: values['exit-with-stdin'],
+    cleanup: () => pool.destroy(),
   });
-  const stop = () => {
-    server.closeAllConnections();
-    server.close();
-    pool.destroy().finally(() => process.exit(0));
-    setTimeout(() => process.exit(0), 1_000).unref();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  if (values['exit-with-stdin']) process.stdin.on('end', stop).on('error', stop).resume();
 }
 
 if (import.meta.main) main();

@@ -6,6 +6,7 @@
 // Prints {"msg":"ready","port":N} once listening on 127.0.0.1; GET /count answers {"spans":N}.
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { serveAsBenchChild } from './child-server.ts';
 
 function main(): void {
   const { values } = parseArgs({ options: { 'exit-with-stdin': { type: 'boolean', default: false } } });
@@ -28,18 +29,7 @@ function main(): void {
       res.end(text);
     });
   });
-  server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    process.stdout.write(`${JSON.stringify({ msg: 'ready', port })}\n`);
-  });
-  const stop = () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-    setTimeout(() => process.exit(0), 1_000).unref();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  if (values['exit-with-stdin']) process.stdin.on('end', stop).on('error', stop).resume();
+  serveAsBenchChild(server, { port: 0, exitWithStdin: values['exit-with-stdin'] });
 }
 
 if (import.meta.main) main();

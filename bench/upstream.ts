@@ -7,6 +7,7 @@
 // SIGTERM/SIGINT and, with --exit-with-stdin, when its stdin closes (the bench runner went away).
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
+import { serveAsBenchChild } from './child-server.ts';
 
 /** ~100 bytes of JSON; the runner checks that every proxied response carries exactly this body. */
 export const UPSTREAM_BODY = JSON.stringify({
@@ -41,19 +42,7 @@ function main(): void {
   // Longer than any client pool's idle timeout, so it is always the client that closes an idle
   // keep-alive connection and a request is never sent on a socket the server is closing.
   server.keepAliveTimeout = 65_000;
-  server.listen(Number(values.port), '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    process.stdout.write(`${JSON.stringify({ msg: 'ready', port })}\n`);
-  });
-  const stop = () => {
-    server.closeAllConnections();
-    server.close(() => process.exit(0));
-    setTimeout(() => process.exit(0), 1_000).unref();
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-  // Orphan guard: the runner holds our stdin open for as long as it lives.
-  if (values['exit-with-stdin']) process.stdin.on('end', stop).on('error', stop).resume();
+  serveAsBenchChild(server, { port: Number(values.port), exitWithStdin: values['exit-with-stdin'] });
 }
 
 if (import.meta.main) main();

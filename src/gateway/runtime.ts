@@ -159,7 +159,6 @@ export class GatewayRuntime implements GatewayState {
       runtime.analytics = startGatewayAnalytics({
         plan,
         planNow: () => runtime.plan,
-        configPaths: options.configPaths,
         registry: metrics.registry,
         logger,
         subsystemCredentials: options.subsystemCredentials,

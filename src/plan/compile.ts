@@ -255,6 +255,7 @@ export function compilePlan(
     createdAt: new Date().toISOString(),
     gatewayName: gateway.metadata.name,
     gateway: spec,
+    resolveGatewayPath: resolvePath,
     listeners,
     router,
     rules: Object.freeze(rules),

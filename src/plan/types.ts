@@ -130,6 +130,8 @@ export interface Plan {
   readonly createdAt: string;
   readonly gatewayName: string;
   readonly gateway: GatewaySpec;
+  /** Resolves a path of the Gateway resource: relative paths are relative to the file that holds it. */
+  readonly resolveGatewayPath: (path: string) => string;
   readonly listeners: readonly CompiledListener[];
   readonly router: Router<CompiledRule>;
   /** Every rule of the plan, in config order (for the admin listing). */

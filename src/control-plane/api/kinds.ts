@@ -19,5 +19,3 @@ for (const kind of apiKinds) {
 export function kindNamed(name: string): Kind | null {
   return byName.get(name.toLowerCase()) ?? null;
 }
-
-export const pluralList = apiKinds.map(pluralOf);
