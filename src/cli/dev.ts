@@ -11,6 +11,7 @@ import { startDemoUpstream } from '../dev/demo-upstream.ts';
 import type { GatewayRuntime } from '../gateway/runtime.ts';
 import { startConnectedGateway } from '../gateway/connected/start.ts';
 import { createLogger } from '../telemetry/logger.ts';
+import { type AdminClient, adminClient, refusalMessage } from './admin-client.ts';
 import { bootControlPlane } from './control-plane.ts';
 import { exitOnStopSignals } from './signals.ts';
 
@@ -73,7 +74,8 @@ export async function runDev(args: string[]): Promise<number> {
     stopDemos();
     return 1;
   }
-  const admin = adminCaller(cpUrl, adminToken);
+  const adminConnection = adminClient({ server: cpUrl, token: adminToken });
+  const admin = adminCaller(adminConnection);
   const gatewayDir = join(dataDir, 'gateway');
   let runtime: GatewayRuntime;
   try {
@@ -103,6 +105,8 @@ export async function runDev(args: string[]): Promise<number> {
     await cp.running.close();
     await cp.store.close();
     return 1;
+  } finally {
+    await adminConnection.close();
   }
   const ports = runtime.ports();
   const gatewayUrl = `http://127.0.0.1:${ports.public}`;
@@ -191,17 +195,13 @@ spec:
 
 type AdminCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
 
-function adminCaller(baseUrl: string, token: string): AdminCall {
+/** The dev operator's calls to its own control plane, through the admin CLI's client; a refusal throws. */
+function adminCaller(client: AdminClient): AdminCall {
   return async (method, path, body) => {
-    const res = await fetch(new URL(path, baseUrl), {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? null : JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`control plane answered ${res.status} to ${method} ${path}: ${text}`);
-    return text ? JSON.parse(text) : null;
+    const answer = await client.request(method, path, body);
+    if (answer.status < 200 || answer.status >= 300)
+      throw new Error(`${method} ${path}: ${refusalMessage(answer, client.server, client.hasToken)}`);
+    return answer.body;
   };
 }
 
