@@ -1,13 +1,15 @@
 // Analytics ingestion and the delivery check for the observed benchmark targets (bench/run.ts).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Child, start, waitForLogLine } from './procs.ts';
+import { type Child, start, waitForLogLine, waitForReadyPort } from './procs.ts';
 
 const QUERY_TOKEN = 'bench-query-token-0123456789';
 
 export interface BenchIngest {
   child: Child;
   url: string;
+  /** The real ingestion service (else the counting sink, bench/analytics-sink.ts). */
+  real: boolean;
 }
 
 /** `gatehouse analytics-ingest` (SQLite in the work dir) trusting each observed gateway's key set. */
@@ -52,11 +54,38 @@ export async function startIngest(
     { logFile },
   );
   await waitForLogLine(child, logFile, /"msg":"analytics ingestion ready"/, 30_000);
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: `http://127.0.0.1:${port}`, real: true };
 }
 
-/** Events stored so far by ingestion (all gateways). */
+/**
+ * The counting sink on `port` (niced like the OTLP sink): what the bench measures is the gateway,
+ * and ingestion runs on other machines in a deployment (`--ingest real` for the real one).
+ */
+export async function startIngestSink(port: number): Promise<BenchIngest> {
+  const child = start(
+    'analytics sink',
+    'nice',
+    [
+      '-n',
+      '19',
+      process.execPath,
+      join(import.meta.dirname, 'analytics-sink.ts'),
+      '--exit-with-stdin',
+      '--port',
+      String(port),
+    ],
+    { stdinPipe: true },
+  );
+  await waitForReadyPort(child);
+  return { child, url: `http://127.0.0.1:${port}`, real: false };
+}
+
+/** Events stored so far by ingestion, or distinct events the sink received (all gateways). */
 export async function storedEvents(ingest: BenchIngest): Promise<number> {
+  if (!ingest.real) {
+    const res = await fetch(`${ingest.url}/count`, { signal: AbortSignal.timeout(5_000) });
+    return ((await res.json()) as { events: number }).events;
+  }
   const res = await fetch(`${ingest.url}/api/v1/analytics/requests?from=-1h`, {
     headers: { authorization: `Bearer ${QUERY_TOKEN}` },
     signal: AbortSignal.timeout(30_000),

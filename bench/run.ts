@@ -41,7 +41,7 @@ import {
   waitUntil,
 } from './procs.ts';
 import { UPSTREAM_BODY } from './upstream.ts';
-import { awaitDelivery, exportedSpans, startIngest } from './observability.ts';
+import { awaitDelivery, exportedSpans, startIngest, startIngestSink } from './observability.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const benchDir = fileURLToPath(new URL('./', import.meta.url));
@@ -139,6 +139,8 @@ interface Options {
   /** Extra Node/V8 flags for the Gatehouse processes only (diagnostics, e.g. GC tuning). */
   gatehouseNodeFlags: string[];
   keep: boolean;
+  /** Where observed targets ship events: a counting sink (default) or the real ingestion service. */
+  ingest: 'sink' | 'real';
 }
 
 /** A bad command line: reported without a stack trace. */
@@ -158,6 +160,7 @@ function parseOptions(argv: string[]): Options {
       'cpu-prof': { type: 'boolean', default: false },
       'gatehouse-node-flags': { type: 'string', default: '' },
       keep: { type: 'boolean', default: false },
+      ingest: { type: 'string', default: 'sink' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -165,6 +168,7 @@ function parseOptions(argv: string[]): Options {
     process.stdout.write(
       'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n]\n' +
         `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n` +
+        '                  [--ingest sink|real]\n' +
         "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n",
     );
     process.exit(0);
@@ -181,7 +185,10 @@ function parseOptions(argv: string[]): Options {
       throw new UsageError(`unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
     }
   }
+  if (values.ingest !== 'sink' && values.ingest !== 'real')
+    throw new UsageError('--ingest must be sink (a counting endpoint) or real (gatehouse analytics-ingest)');
   return {
+    ingest: values.ingest,
     duration: num('duration', values.duration, 1, 60),
     rounds: Math.round(num('rounds', values.rounds, 1, 20)),
     connections: Math.round(num('connections', values.connections, 1, 1024)),
@@ -772,7 +779,9 @@ async function main(): Promise<number> {
 
   const ingest =
     observed.length && !process.env.BENCH_NO_INGEST
-      ? await startIngest(workDir, ingestPort, trustedGateways)
+      ? opts.ingest === 'real'
+        ? await startIngest(workDir, ingestPort, trustedGateways)
+        : await startIngestSink(ingestPort)
       : null;
 
   // Every target must answer the benched request with the upstream's body before it is measured, and
@@ -874,9 +883,15 @@ async function main(): Promise<number> {
       }, 0) + observed.length;
     log(`waiting for ingestion to hold the ${answered}+ events of the observed targets`);
     const stored = await awaitDelivery(ingest, answered);
+    // Ingestion shares the machine's cores with what is measured (in a deployment it runs elsewhere).
+    const ingestCpu = cpuMs(ingest.child.proc.pid);
     deliveryLines.push(
-      `analytics: ${stored} events stored for ${answered} requests measured (+ warm-up) on the observed targets` +
-        (stored < answered ? ' — NOT ALL DELIVERED within 30 s' : ''),
+      `analytics: ${stored} events ${ingest.real ? 'stored by ingestion' : 'received by the sink (distinct ids)'} ` +
+        `for ${answered} requests measured (+ warm-up) on the observed targets` +
+        (stored < answered ? ' — NOT ALL DELIVERED within 30 s' : '') +
+        (ingestCpu === null || stored === 0
+          ? ''
+          : `; ${ingest.real ? 'ingestion' : 'sink'} CPU ${fmt.one(ingestCpu / 1000)} s, ${fmt.one((ingestCpu * 1000) / stored)} µs/event`),
     );
     if (otlpUrl)
       deliveryLines.push(`tracing: ${await exportedSpans(otlpUrl)} spans received by the OTLP sink`);
