@@ -2,7 +2,7 @@
 // batches (zstd, gzip or identity), counts the distinct event ids and answers 202, as ingestion does
 // once a batch is durable. Its own niced process, like the OTLP sink: in a deployment ingestion runs
 // on other machines, and on this 2-core one the real ingestion (verify, parse, validate, SQLite)
-// takes ~35 µs CPU per event from what is measured. `--ingest real` in bench/run.ts uses it instead.
+// takes ~30 µs CPU per event from what is measured. `--ingest real` in bench/run.ts uses it instead.
 //
 //   node bench/analytics-sink.ts [--port n] [--exit-with-stdin]
 //

@@ -783,6 +783,8 @@ async function main(): Promise<number> {
         ? await startIngest(workDir, ingestPort, trustedGateways)
         : await startIngestSink(ingestPort)
       : null;
+  // Its CPU from here on (start-up excluded), reported per event at the end.
+  const ingestCpuAtStart = ingest ? (cpuMs(ingest.child.proc.pid) ?? 0) : 0;
 
   // Every target must answer the benched request with the upstream's body before it is measured, and
   // Gatehouse must have routed it to the intended rule (not to some other rule that happens to match).
@@ -884,7 +886,8 @@ async function main(): Promise<number> {
     log(`waiting for ingestion to hold the ${answered}+ events of the observed targets`);
     const stored = await awaitDelivery(ingest, answered);
     // Ingestion shares the machine's cores with what is measured (in a deployment it runs elsewhere).
-    const ingestCpu = cpuMs(ingest.child.proc.pid);
+    const ingestCpuNow = cpuMs(ingest.child.proc.pid);
+    const ingestCpu = ingestCpuNow === null ? null : ingestCpuNow - ingestCpuAtStart;
     deliveryLines.push(
       `analytics: ${stored} events ${ingest.real ? 'stored by ingestion' : 'received by the sink (distinct ids)'} ` +
         `for ${answered} requests measured (+ warm-up) on the observed targets` +
