@@ -8,8 +8,35 @@ const QUERY_TOKEN = 'bench-query-token-0123456789';
 export interface BenchIngest {
   child: Child;
   url: string;
-  /** The real ingestion service (else the counting sink, bench/analytics-sink.ts). */
-  real: boolean;
+  /** For the report: `ingestion` or `sink`, and what its count is. */
+  name: string;
+  holds: string;
+  /** Events it holds so far (all gateways). */
+  count(): Promise<number>;
+}
+
+/**
+ * A receiver of the bench's own (otlp-sink.ts, analytics-sink.ts), niced: in a deployment collectors
+ * and ingestion run on other machines; here they share the 2 cores with what is measured.
+ */
+async function startSink(
+  name: string,
+  script: string,
+  args: string[] = [],
+): Promise<{ child: Child; port: number }> {
+  const child = start(
+    name,
+    'nice',
+    ['-n', '19', process.execPath, join(import.meta.dirname, script), '--exit-with-stdin', ...args],
+    { stdinPipe: true },
+  );
+  return { child, port: await waitForReadyPort(child) };
+}
+
+/** The OTLP/HTTP sink; its traces URL. */
+export async function startOtlpSink(): Promise<string> {
+  const { port } = await startSink('OTLP sink', 'otlp-sink.ts');
+  return `http://127.0.0.1:${port}/v1/traces`;
 }
 
 /** `gatehouse analytics-ingest` (SQLite in the work dir) trusting each observed gateway's key set. */
@@ -54,7 +81,8 @@ export async function startIngest(
     { logFile },
   );
   await waitForLogLine(child, logFile, /"msg":"analytics ingestion ready"/, 30_000);
-  return { child, url: `http://127.0.0.1:${port}`, real: true };
+  const url = `http://127.0.0.1:${port}`;
+  return { child, url, name: 'ingestion', holds: 'stored by ingestion', count: () => storedByIngestion(url) };
 }
 
 /**
@@ -62,31 +90,18 @@ export async function startIngest(
  * and ingestion runs on other machines in a deployment (`--ingest real` for the real one).
  */
 export async function startIngestSink(port: number): Promise<BenchIngest> {
-  const child = start(
-    'analytics sink',
-    'nice',
-    [
-      '-n',
-      '19',
-      process.execPath,
-      join(import.meta.dirname, 'analytics-sink.ts'),
-      '--exit-with-stdin',
-      '--port',
-      String(port),
-    ],
-    { stdinPipe: true },
-  );
-  await waitForReadyPort(child);
-  return { child, url: `http://127.0.0.1:${port}`, real: false };
+  const { child } = await startSink('analytics sink', 'analytics-sink.ts', ['--port', String(port)]);
+  const url = `http://127.0.0.1:${port}`;
+  const count = async () => {
+    const res = await fetch(`${url}/count`, { signal: AbortSignal.timeout(5_000) });
+    return ((await res.json()) as { events: number }).events;
+  };
+  return { child, url, name: 'sink', holds: 'received by the sink (distinct ids)', count };
 }
 
-/** Events stored so far by ingestion, or distinct events the sink received (all gateways). */
-export async function storedEvents(ingest: BenchIngest): Promise<number> {
-  if (!ingest.real) {
-    const res = await fetch(`${ingest.url}/count`, { signal: AbortSignal.timeout(5_000) });
-    return ((await res.json()) as { events: number }).events;
-  }
-  const res = await fetch(`${ingest.url}/api/v1/analytics/requests?from=-1h`, {
+/** Events stored so far by ingestion (all gateways). */
+async function storedByIngestion(url: string): Promise<number> {
+  const res = await fetch(`${url}/api/v1/analytics/requests?from=-1h`, {
     headers: { authorization: `Bearer ${QUERY_TOKEN}` },
     signal: AbortSignal.timeout(30_000),
   });
@@ -95,13 +110,13 @@ export async function storedEvents(ingest: BenchIngest): Promise<number> {
   return body.rows.reduce((s, r) => s + r.requests, 0);
 }
 
-/** Waits (at most `ms`) until ingestion holds `expected` events; returns what it holds then. */
+/** Waits (at most `ms`) until ingestion (or the sink) holds `expected` events; returns what it holds then. */
 export async function awaitDelivery(ingest: BenchIngest, expected: number, ms = 30_000): Promise<number> {
   const until = Date.now() + ms;
-  let stored = await storedEvents(ingest);
+  let stored = await ingest.count();
   while (stored < expected && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 500));
-    stored = await storedEvents(ingest);
+    stored = await ingest.count();
   }
   return stored;
 }

@@ -41,7 +41,13 @@ import {
   waitUntil,
 } from './procs.ts';
 import { UPSTREAM_BODY } from './upstream.ts';
-import { awaitDelivery, exportedSpans, startIngest, startIngestSink } from './observability.ts';
+import {
+  awaitDelivery,
+  exportedSpans,
+  startIngest,
+  startIngestSink,
+  startOtlpSink,
+} from './observability.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
 const benchDir = fileURLToPath(new URL('./', import.meta.url));
@@ -688,20 +694,7 @@ async function main(): Promise<number> {
   const observed = targets.filter((t) => OBSERVED.includes(t));
   const ingestPort = observed.length ? await freePort() : 0;
   const trustedGateways: Array<{ issuer: string; adminPort: number }> = [];
-  let otlpUrl: string | null = null;
-  let otlpSink: Child | null = null;
-  if (observed.some((t) => t !== 'gatehouse-analytics')) {
-    // Niced like ingestion (bench/observability.ts): a collector runs elsewhere in a deployment.
-    otlpSink = start(
-      'OTLP sink',
-      'nice',
-      ['-n', '19', process.execPath, join(benchDir, 'otlp-sink.ts'), '--exit-with-stdin'],
-      {
-        stdinPipe: true,
-      },
-    );
-    otlpUrl = `http://127.0.0.1:${await waitForReadyPort(otlpSink)}/v1/traces`;
-  }
+  const otlpUrl = observed.some((t) => t !== 'gatehouse-analytics') ? await startOtlpSink() : null;
 
   const started: Target[] = [];
   const routeIds = new Map<TargetId, string>();
@@ -889,12 +882,12 @@ async function main(): Promise<number> {
     const ingestCpuNow = cpuMs(ingest.child.proc.pid);
     const ingestCpu = ingestCpuNow === null ? null : ingestCpuNow - ingestCpuAtStart;
     deliveryLines.push(
-      `analytics: ${stored} events ${ingest.real ? 'stored by ingestion' : 'received by the sink (distinct ids)'} ` +
+      `analytics: ${stored} events ${ingest.holds} ` +
         `for ${answered} requests measured (+ warm-up) on the observed targets` +
         (stored < answered ? ' — NOT ALL DELIVERED within 30 s' : '') +
         (ingestCpu === null || stored === 0
           ? ''
-          : `; ${ingest.real ? 'ingestion' : 'sink'} CPU ${fmt.one(ingestCpu / 1000)} s, ${fmt.one((ingestCpu * 1000) / stored)} µs/event`),
+          : `; ${ingest.name} CPU ${fmt.one(ingestCpu / 1000)} s, ${fmt.one((ingestCpu * 1000) / stored)} µs/event`),
     );
     if (otlpUrl)
       deliveryLines.push(`tracing: ${await exportedSpans(otlpUrl)} spans received by the OTLP sink`);
