@@ -17,7 +17,6 @@ if (!gc) {
 }
 
 const transport: EventTransport = {
-  compressesItself: false,
   send: async () => ({ kind: 'delivered' }),
   close: async () => {},
 };

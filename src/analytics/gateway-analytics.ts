@@ -4,9 +4,9 @@ import { toMillis } from '../config/duration.ts';
 import { audiences, type SubsystemCredentials } from '../control-plane/security/types.ts';
 import type { TokenIssuer } from '../identity/token-issuer.ts';
 import type { AnalyticsGatewaySpec } from './gateway-schema.ts';
+import { createHttpTransport } from './http-transport.ts';
 import { createNatsTransport } from './nats-transport.ts';
 import { EventShipper } from './shipper.ts';
-import { createWorkerHttpTransport } from './worker-transport.ts';
 import type { EventTransport } from './transport.ts';
 
 export interface GatewayAnalyticsDeps {
@@ -61,8 +61,9 @@ export function createGatewayAnalytics(spec: AnalyticsGatewaySpec, deps: Gateway
       cert: tls.cert,
       key: tls.key,
     };
-    // Compression and the upload run in a worker thread: the event loop is the requests'.
-    transport = createWorkerHttpTransport(http, spec.compression);
+    // On the event loop: a few hundred µs per batch, compression in the thread pool. A worker thread
+    // cost more than it saved — its isolate's collections and the copy in (bench/RESULTS.md).
+    transport = createHttpTransport(http);
   } else {
     const nats = spec.nats!;
     transport = createNatsTransport({

@@ -445,7 +445,6 @@ export class EventShipper implements ApiEventRecorder {
   }
 
   async #encode(raw: Buffer, events: number): Promise<EncodedBatch> {
-    if (this.#o.transport.compressesItself) return { body: raw, encoding: 'identity', events };
     switch (this.#o.compression) {
       case 'zstd':
         return { body: await zstdAsync(raw), encoding: 'zstd', events };

@@ -18,8 +18,6 @@ export type SendResult =
 
 /** How batches reach ingestion: HTTP POST or a NATS JetStream publish. */
 export interface EventTransport {
-  /** Takes uncompressed (`identity`) batches and compresses them itself, off the event loop. */
-  readonly compressesItself?: boolean;
   send(batch: EncodedBatch, headers: Readonly<Record<string, string>>): Promise<SendResult>;
   close(): Promise<void>;
 }

@@ -1,11 +1,11 @@
-// The upload worker (src/analytics/worker-transport.ts): batches compressed and POSTed off the main
-// thread, against a real HTTP server on loopback.
+// The HTTP transport (src/analytics/http-transport.ts): batches POSTed as the shipper encoded them,
+// against a real HTTP server on loopback.
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { zstdDecompressSync } from 'node:zlib';
-import { createWorkerHttpTransport } from '../src/analytics/worker-transport.ts';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { createHttpTransport } from '../src/analytics/http-transport.ts';
 import { freePort } from './helpers/process.ts';
 
 async function body(req: IncomingMessage): Promise<Buffer> {
@@ -14,7 +14,7 @@ async function body(req: IncomingMessage): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-test('the worker compresses with zstd, sends the headers given, and reports 202 as delivered', async () => {
+test('a zstd batch goes with its encoding and the headers given; 202 is delivered, 422 rejected', async () => {
   const seen: { encoding?: string; auth?: string; events?: string; json: string }[] = [];
   const server = createServer(async (req, res) => {
     const raw = await body(req);
@@ -28,11 +28,10 @@ test('the worker compresses with zstd, sends the headers given, and reports 202 
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/analytics/v1/events`;
-  const transport = createWorkerHttpTransport({ url, timeoutMs: 2000 }, 'zstd');
+  const transport = createHttpTransport({ url, timeoutMs: 2000 });
   try {
-    assert.equal(transport.compressesItself, true);
     const raw = Buffer.from('{"v":1,"gateway":"edge","events":[{"id":"a"}]}');
-    const batch = { body: raw, encoding: 'identity', events: 1 };
+    const batch = { body: zstdCompressSync(raw), encoding: 'zstd', events: 1 };
     assert.deepEqual(await transport.send(batch, { authorization: 'Bearer t' }), { kind: 'delivered' });
     assert.deepEqual(seen[0], { encoding: 'zstd', auth: 'Bearer t', events: '1', json: raw.toString() });
     const refused = await transport.send(batch, {});
@@ -43,9 +42,9 @@ test('the worker compresses with zstd, sends the headers given, and reports 202 
   }
 });
 
-test('ingestion unreachable: the worker answers retry, and the transport closes', async () => {
+test('ingestion unreachable: the send answers retry, and the transport closes', async () => {
   const port = await freePort(); // nothing listens there
-  const transport = createWorkerHttpTransport({ url: `http://127.0.0.1:${port}/`, timeoutMs: 1000 }, 'gzip');
+  const transport = createHttpTransport({ url: `http://127.0.0.1:${port}/`, timeoutMs: 1000 });
   try {
     const result = await transport.send({ body: Buffer.from('{}'), encoding: 'identity', events: 0 }, {});
     assert.equal(result.kind, 'retry');
