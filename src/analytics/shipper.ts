@@ -8,8 +8,10 @@ import type { EncodedBatch, EventTransport } from './transport.ts';
 
 const gzipAsync = promisify(gzip);
 const zstdAsync = promisify(zstdCompress);
-/** Gathered event JSON is sealed into a batch at this size at the latest. */
-const MAX_GATHERED_BYTES = 1 << 20;
+/** Without a spool write due (memory only), events not yet taken are taken at this size at the latest. */
+const MAX_UNTAKEN_BYTES = 1 << 20;
+/** A batch closes at this size even below batch.maxEvents (ingestion's decompressed bound is 64 MiB). */
+const MAX_BATCH_BYTES = 8 << 20;
 const COMMA = Buffer.from(',');
 const BATCH_TAIL = Buffer.from(']}');
 
@@ -39,17 +41,53 @@ export interface ShipperOptions {
   readonly random?: () => number;
 }
 
-/** A batch of one event-loop turn's events, until ingestion acknowledges it. */
+/** Events waiting for ingestion's acknowledgement: an upload batch, or one spool frame kept on disk only. */
 interface Pending {
+  /** The spool frames it covers, seq..lastSeq (a frame the spool could not take is unknown to it). */
   readonly seq: number;
+  readonly lastSeq: number;
   readonly count: number;
-  /** Events JSON (joined by commas) while held in memory; null once only on disk. */
-  json: Buffer | null;
+  /** How many of its events the spool holds. */
+  readonly spooled: number;
+  /** Events JSON (joined by commas) in memory; null when it is on disk only (`location`). */
+  readonly json: Buffer | null;
   readonly location: SpoolLocation | null;
   /** Oldest event's arrival in the queue (for batch.interval). */
   readonly queuedAt: number;
   inFlight: boolean;
 }
+
+/**
+ * The batch being filled: event JSON joined by commas in one off-heap buffer, written in as each call
+ * is recorded. Each take (a spool write: once per event-loop turn with held responses) takes what was
+ * appended since the last as one spool frame with its own seq; the batch covers firstSeq..lastSeq and
+ * becomes one Pending when full or due — so what lives until the acknowledgement is one object and
+ * one Buffer per batch, not per turn (per-turn objects that outlive a scavenge cost the GC).
+ */
+interface OpenBatch {
+  buf: Buffer;
+  bytes: number;
+  count: number;
+  /** Bytes and events taken so far (spooled, counted in the queue). */
+  takenBytes: number;
+  takenCount: number;
+  spooled: number;
+  firstSeq: number;
+  lastSeq: number;
+  openedAt: number;
+}
+
+const openBatch = (capacity: number): OpenBatch => ({
+  buf: Buffer.allocUnsafe(capacity),
+  bytes: 0,
+  count: 0,
+  takenBytes: 0,
+  takenCount: 0,
+  spooled: 0,
+  firstSeq: 0,
+  lastSeq: 0,
+  openedAt: 0,
+});
 
 export interface ShipperStats {
   recorded: number;
@@ -63,13 +101,13 @@ export interface ShipperStats {
 
 /**
  * The gateway side of analytics. `record()` is what the request path calls: it serialises the call
- * into event JSON with its id (UUIDv7), appended to one off-heap buffer, and returns. Once per
- * event-loop turn (setImmediate) the gathered events become a batch, written as one frame to the
- * spool (write-ahead: a restart re-sends whatever was not acknowledged) and kept in memory up to
- * queue.maxEvents. With a spool, `recordThen()` holds a response's last bytes until that write
+ * into event JSON with its id (UUIDv7), appended to the open batch's off-heap buffer, and returns.
+ * Once per event-loop turn (setImmediate) the turn's events are taken: written as one frame to the
+ * spool (write-ahead: a restart re-sends whatever was not acknowledged) and counted in the memory
+ * queue (up to queue.maxEvents; past it they stay on disk only). With a spool, `recordThen()` holds a response's last bytes until that write
  * (group commit: one write(2) for all the responses that finished in the turn), so every answer a
  * client received has its event in the spool file — a killed gateway loses none. Uploads take the
- * oldest batches up to batch.maxEvents, compress them in the thread pool and send them; a batch
+ * oldest batches (batch.maxEvents at most), compress them in the thread pool and send them; a batch
  * leaves memory and spool only when ingestion acknowledged durable storage, so delivery is at least
  * once and ingestion de-duplicates by event id. Failures are retried forever with exponential
  * backoff and jitter; a batch ingestion refuses as invalid is dropped (and counted). When memory and
@@ -82,7 +120,7 @@ export class EventShipper implements ApiEventRecorder {
   readonly #nextId: (timeMs: number) => string;
   readonly #spool: Spool | null;
   readonly #pending = new Map<number, Pending>();
-  /** Calls recorded this event-loop turn (their events are already in #gathered). */
+  /** Calls recorded this event-loop turn (their events are already in the open batch). */
   #turnCalls = 0;
   #turnErrors = 0;
   /** Response ends waiting for this turn's spool write (recordThen). */
@@ -91,15 +129,12 @@ export class EventShipper implements ApiEventRecorder {
   readonly holdsResponses: boolean;
   readonly #serialise: (call: RecordedCall, id: string) => string;
   readonly #batchHead: Buffer;
-  /**
-   * Event JSON (comma-separated) since the last seal, written in as each call is recorded: the
-   * call's objects and its JSON string die young, and the bytes are off the JS heap.
-   */
-  #gathered = Buffer.allocUnsafe(64 * 1024);
-  #gatheredCount = 0;
-  #gatheredBytes = 0;
-  #lastSeal = 0;
-  #sealTimer: NodeJS.Timeout | null = null;
+  /** The call's objects and its JSON string die young; the bytes go into this batch's buffer. */
+  #open = openBatch(64 * 1024);
+  /** Batches that filled up during this turn with events not taken yet (closed at the next take). */
+  #filled: OpenBatch[] = [];
+  #lastTake = 0;
+  #takeTimer: NodeJS.Timeout | null = null;
   #seq: number;
   #memoryEvents = 0;
   #diskOnlyEvents = 0;
@@ -138,7 +173,9 @@ export class EventShipper implements ApiEventRecorder {
       for (const batch of this.#spool.replayed) {
         this.#pending.set(batch.seq, {
           seq: batch.seq,
+          lastSeq: batch.seq,
           count: batch.count,
+          spooled: batch.count,
           json: null,
           location: batch.location,
           queuedAt: now - options.batchIntervalMs,
@@ -196,7 +233,7 @@ export class EventShipper implements ApiEventRecorder {
     return this.#memoryEvents + this.#diskOnlyEvents;
   }
 
-  /** The call as event JSON (with its id), appended to the gathered bytes. Never throws. */
+  /** The call as event JSON (with its id), appended to the open batch. Never throws. */
   #append(call: RecordedCall): void {
     this.#turnCalls++;
     let json: string;
@@ -207,34 +244,42 @@ export class EventShipper implements ApiEventRecorder {
       this.#turnErrors++;
       return;
     }
-    let at = this.#gatheredBytes;
+    let b = this.#open;
+    if (b.count >= this.#o.batchMaxEvents || b.bytes >= MAX_BATCH_BYTES) {
+      // Full: the rest of the turn opens the next batch; the turn's take takes from both (no I/O here).
+      this.#filled.push(b);
+      b = this.#open = openBatch(b.buf.length);
+    }
+    let at = b.bytes;
     // Event JSON is pure ASCII (event.ts `str`): one byte a character, Latin-1 the cheapest encoding.
     const need = at + json.length + 1;
-    if (need > this.#gathered.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, this.#gathered.length * 2));
-      this.#gathered.copy(grown, 0, 0, at);
-      this.#gathered = grown;
+    if (need > b.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, b.buf.length * 2));
+      b.buf.copy(grown, 0, 0, at);
+      b.buf = grown;
     }
-    if (this.#gatheredCount > 0) this.#gathered[at++] = 0x2c; // ','
-    this.#gatheredBytes = at + this.#gathered.write(json, at, 'latin1');
-    this.#gatheredCount++;
+    if (b.count > 0)
+      b.buf[at++] = 0x2c; // ','
+    else b.openedAt = this.#now();
+    b.bytes = at + b.buf.write(json, at, 'latin1');
+    b.count++;
   }
 
-  /** Once per event-loop turn: seals the gathered events when it is time (or responses wait on them). */
+  /** Once per event-loop turn: takes the turn's events when it is time (or responses wait on them). */
   readonly #flushTurn = (): void => {
     this.#turnScheduled = false;
     if (this.#turnCalls === 0) return;
     this.#account();
     const held = this.#held;
     if (held.length === 0) {
-      this.#sealWhenDue();
+      this.#takeWhenDue();
       return;
     }
     this.#held = [];
     try {
       // Group commit: the responses waiting on this turn's events are released once they are in
       // the spool file, whatever spool.writeInterval says.
-      this.#seal();
+      this.#take();
     } finally {
       for (let i = 0; i < held.length; i++) {
         try {
@@ -257,35 +302,53 @@ export class EventShipper implements ApiEventRecorder {
     }
   }
 
-  #sealWhenDue(): void {
-    const wait = this.#o.writeIntervalMs - (this.#now() - this.#lastSeal);
-    if (wait <= 0 || this.#gatheredBytes >= MAX_GATHERED_BYTES) this.#seal();
-    else if (this.#sealTimer === null) {
-      this.#sealTimer = setTimeout(this.#seal, wait);
-      this.#sealTimer.unref();
+  #takeWhenDue(): void {
+    const wait = this.#o.writeIntervalMs - (this.#now() - this.#lastTake);
+    const untaken = this.#open.bytes - this.#open.takenBytes;
+    if (wait <= 0 || untaken >= MAX_UNTAKEN_BYTES || this.#filled.length > 0) this.#take();
+    else if (this.#takeTimer === null) {
+      this.#takeTimer = setTimeout(this.#take, wait);
+      this.#takeTimer.unref();
     }
   }
 
   /**
-   * Gathered events become one batch: one write(2) to the spool (write-ahead) and, room permitting,
-   * a Buffer in memory (outside the JS heap: the garbage collector does not walk it).
+   * Takes the events appended since the last take — one spool write(2) per batch they are in
+   * (write-ahead), counted in the memory queue — and closes the batches that are full.
    */
-  readonly #seal = (): void => {
-    if (this.#sealTimer !== null) clearTimeout(this.#sealTimer);
-    this.#sealTimer = null;
-    this.#lastSeal = this.#now();
-    const count = this.#gatheredCount;
+  readonly #take = (): void => {
+    if (this.#takeTimer !== null) clearTimeout(this.#takeTimer);
+    this.#takeTimer = null;
+    this.#lastTake = this.#now();
+    if (this.#filled.length > 0) {
+      const filled = this.#filled;
+      this.#filled = [];
+      for (const b of filled) {
+        this.#takeFrom(b);
+        this.#closeBatch(b);
+      }
+    }
+    const open = this.#open;
+    this.#takeFrom(open);
+    if (open.count >= this.#o.batchMaxEvents || open.bytes >= MAX_BATCH_BYTES) this.#closeBatch(open);
+    this.#refreshGauges();
+    if (this.#waitingEvents === 0) return;
+    // While retrying after failures the backoff timer decides; otherwise a full batch goes at once.
+    if (this.#failures === 0 && this.#waitingEvents >= this.#o.batchMaxEvents) this.#schedule(0);
+    else this.#schedule(this.#o.batchIntervalMs);
+  };
+
+  /** What `b` gathered since its last take: one spool frame, then into the memory queue or onto disk only. */
+  #takeFrom(b: OpenBatch): void {
+    const count = b.count - b.takenCount;
     if (count === 0) return;
-    // A copy of exactly the batch's bytes: the gathering buffer is reused.
-    const json = Buffer.from(this.#gathered.subarray(0, this.#gatheredBytes));
-    this.#gatheredCount = 0;
-    this.#gatheredBytes = 0;
     const seq = ++this.#seq;
-    const memoryRoom = this.#memoryEvents + count <= this.#o.queueMaxEvents;
     let location: SpoolLocation | null = null;
     if (this.#spool) {
+      // The frame starts after the comma that joined it to what was taken before.
+      const from = b.takenCount === 0 ? 0 : b.takenBytes + 1;
       try {
-        location = this.#spool.appendBatch(seq, count, json);
+        location = this.#spool.appendBatch(seq, count, b.buf.subarray(from, b.bytes));
       } catch (err) {
         this.#o.log('error', { err: (err as Error).message }, 'analytics spool write failed');
       }
@@ -294,26 +357,67 @@ export class EventShipper implements ApiEventRecorder {
         this.#spoolEvents += count;
       }
     }
-    if (!memoryRoom && location === null) {
+    if (this.#memoryEvents + count <= this.#o.queueMaxEvents) {
+      if (b.firstSeq === 0) b.firstSeq = seq;
+      b.lastSeq = seq;
+      if (location) b.spooled += count;
+      b.takenBytes = b.bytes;
+      b.takenCount = b.count;
+      this.#memoryEvents += count;
+      this.#waitingEvents += count;
+      return;
+    }
+    // The memory queue is full: these events leave the batch and stay on disk only (lost when the
+    // spool could not take them either); what the batch held before keeps its place in line.
+    b.bytes = b.takenBytes;
+    b.count = b.takenCount;
+    if (location === null) {
       this.#drop(count, 'full');
       return;
     }
+    this.#closeBatch(b);
     this.#pending.set(seq, {
       seq,
+      lastSeq: seq,
       count,
-      json: memoryRoom ? json : null,
+      spooled: count,
+      json: null,
       location,
-      queuedAt: this.#lastSeal,
+      queuedAt: this.#lastTake,
       inFlight: false,
     });
-    if (memoryRoom) this.#memoryEvents += count;
-    else this.#diskOnlyEvents += count;
+    this.#diskOnlyEvents += count;
     this.#waitingEvents += count;
-    this.#refreshGauges();
-    // While retrying after failures the backoff timer decides; otherwise a full batch goes at once.
-    if (this.#failures === 0 && this.#waitingEvents >= this.#o.batchMaxEvents) this.#schedule(0);
-    else this.#schedule(this.#o.batchIntervalMs);
-  };
+  }
+
+  /**
+   * A batch, taken whole (every caller takes first), becomes one Pending holding a copy of exactly its
+   * bytes; `b` starts empty again, its buffer reused.
+   */
+  #closeBatch(b: OpenBatch): Pending | null {
+    let closed: Pending | null = null;
+    if (b.takenCount > 0) {
+      closed = {
+        seq: b.firstSeq,
+        lastSeq: b.lastSeq,
+        count: b.takenCount,
+        spooled: b.spooled,
+        json: Buffer.from(b.buf.subarray(0, b.takenBytes)),
+        location: null,
+        queuedAt: b.openedAt,
+        inFlight: false,
+      };
+      this.#pending.set(closed.seq, closed);
+    }
+    b.bytes = 0;
+    b.count = 0;
+    b.takenBytes = 0;
+    b.takenCount = 0;
+    b.spooled = 0;
+    b.firstSeq = 0;
+    b.lastSeq = 0;
+    return closed;
+  }
 
   #drop(count: number, reason: 'full' | 'rejected' | 'error' | 'shutdown'): void {
     this.stats.dropped += count;
@@ -328,7 +432,8 @@ export class EventShipper implements ApiEventRecorder {
       if (p.inFlight) continue;
       return this.#now() - p.queuedAt >= this.#o.batchIntervalMs;
     }
-    return false;
+    const open = this.#open;
+    return open.takenCount > 0 && this.#now() - open.openedAt >= this.#o.batchIntervalMs;
   }
 
   #schedule(delayMs: number): void {
@@ -346,17 +451,27 @@ export class EventShipper implements ApiEventRecorder {
 
   /** Sends one batch; on the way out schedules the next. Never rejects. */
   async #upload(force = false): Promise<boolean> {
-    if (this.#uploading || this.#pending.size === 0) return false;
+    if (this.#uploading || (this.#pending.size === 0 && this.#open.count === 0)) return false;
     if (!force && !this.#readyForUpload()) {
       this.#schedule(this.#o.batchIntervalMs);
       return false;
     }
     this.#uploading = true;
+    this.#take(); // what was appended so far is spooled and counted
+    const max = this.#o.batchMaxEvents;
     const taken: Pending[] = [];
     let events = 0;
     for (const p of this.#pending.values()) {
       if (p.inFlight) continue;
-      if (taken.length > 0 && events + p.count > this.#o.batchMaxEvents) break;
+      if (taken.length > 0 && events + p.count > max) break;
+      p.inFlight = true;
+      taken.push(p);
+      events += p.count;
+    }
+    // The open batch goes too when it fits whole; otherwise it fills up for the next upload.
+    const open = this.#open;
+    if (open.takenCount > 0 && (taken.length === 0 || events + open.takenCount <= max)) {
+      const p = this.#closeBatch(open)!;
       p.inFlight = true;
       taken.push(p);
       events += p.count;
@@ -395,7 +510,7 @@ export class EventShipper implements ApiEventRecorder {
       this.#uploading = false;
     }
     this.#metrics?.batches.labels(delivered ? 'delivered' : 'failed').inc();
-    if (!this.#closed && this.#pending.size > 0) {
+    if (!this.#closed && (this.#pending.size > 0 || this.#open.count > 0)) {
       const delay =
         this.#failures > 0 ? this.#backoff() : this.#readyForUpload() ? 0 : this.#o.batchIntervalMs;
       this.#schedule(delay);
@@ -425,15 +540,17 @@ export class EventShipper implements ApiEventRecorder {
 
   #settle(taken: Pending[], how: 'sent' | 'rejected'): void {
     let count = 0;
+    const acked: number[] = [];
     for (const p of taken) {
       this.#pending.delete(p.seq);
       if (p.json !== null) this.#memoryEvents -= p.count;
       else this.#diskOnlyEvents -= p.count;
-      if (p.location !== null) this.#spoolEvents -= p.count;
+      this.#spoolEvents -= p.spooled;
       count += p.count;
+      if (p.spooled > 0) for (let seq = p.seq; seq <= p.lastSeq; seq++) acked.push(seq);
     }
     try {
-      this.#spool?.ack(taken.filter((p) => p.location !== null).map((p) => p.seq));
+      if (acked.length > 0) this.#spool?.ack(acked);
     } catch (err) {
       this.#o.log('error', { err: (err as Error).message }, 'analytics spool ack failed');
     }
@@ -469,7 +586,8 @@ export class EventShipper implements ApiEventRecorder {
     if (this.#closed) return;
     this.#flushTurn();
     this.#account();
-    this.#seal();
+    this.#take();
+    this.#closeBatch(this.#open);
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     const until = this.#now() + deadlineMs;

@@ -1,0 +1,180 @@
+// The shipper on its own (src/analytics/shipper.ts) against a real ingestion stand-in on loopback:
+// uploads never exceed batch.maxEvents however the event-loop turns split the calls; a full memory
+// queue sends events on through the disk spool, and both full drop and count; a restart re-sends.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { zstdDecompressSync } from 'node:zlib';
+import type { RecordedCall } from '../src/analytics/call.ts';
+import { createHttpTransport } from '../src/analytics/http-transport.ts';
+import { EventShipper, type ShipperOptions } from '../src/analytics/shipper.ts';
+
+const dirs: string[] = [];
+const servers: Server[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  for (const s of servers) s.close();
+});
+const newDir = () => {
+  const d = mkdtempSync(join(tmpdir(), 'gatehouse-shipper-'));
+  dirs.push(d);
+  return d;
+};
+
+/** Ingestion stand-in: decodes each batch, counts every event id; answers 503 while `down`. */
+async function ingestion() {
+  const state = { down: false, batches: [] as number[], ids: new Map<string, number>() };
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (state.down) return void res.writeHead(503).end();
+    const body = JSON.parse(zstdDecompressSync(Buffer.concat(chunks)).toString()) as {
+      events: Array<{ id: string }>;
+    };
+    state.batches.push(body.events.length);
+    for (const e of body.events) state.ids.set(e.id, (state.ids.get(e.id) ?? 0) + 1);
+    res.writeHead(202).end();
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/analytics/v1/events`;
+  return { state, url };
+}
+
+function shipper(url: string, overrides: Partial<ShipperOptions>): EventShipper {
+  return new EventShipper({
+    gateway: 'edge',
+    transport: createHttpTransport({ url, timeoutMs: 2000 }),
+    credentials: async () => ({ authorization: 'Bearer t' }),
+    compression: 'zstd',
+    batchMaxEvents: 100,
+    batchIntervalMs: 20,
+    writeIntervalMs: 0,
+    retryInitialMs: 10,
+    retryMaxMs: 50,
+    queueMaxEvents: 10_000,
+    spool: null,
+    log: () => {},
+    ...overrides,
+  });
+}
+
+const spoolIn = (dir: string, maxBytes = 1 << 24) => ({
+  dir,
+  maxBytes,
+  segmentBytes: 64 * 1024,
+  fsyncIntervalMs: 50,
+});
+
+let n = 0;
+const call = (): RecordedCall => ({
+  time: Date.now(),
+  requestId: `req-${++n}`,
+  ctx: null,
+  method: 'GET',
+  client: '127.0.0.1',
+  status: 404,
+  latencyMs: 0.5,
+  upstreamMs: null,
+  bytesIn: 0,
+  bytesOut: 120,
+  error: 'route_not_found',
+  traceId: null,
+  completed: true,
+});
+
+const turn = () => new Promise((r) => setImmediate(r));
+
+/** Records `sizes[i]` calls in turn i (with a spool, as the handler does: each response held). */
+async function recordTurns(s: EventShipper, sizes: number[]): Promise<number> {
+  let released = 0;
+  for (const size of sizes) {
+    for (let i = 0; i < size; i++) {
+      if (s.holdsResponses) s.recordThen(call(), () => released++);
+      else s.record(call());
+    }
+    await turn();
+  }
+  return released;
+}
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// Turns smaller than, equal to and many times the batch size, in an order that leaves batches part-filled.
+const SIZES = [1, 37, 250, 99, 100, 3, 0, 1000, 61, 449];
+const TOTAL = SIZES.reduce((a, b) => a + b, 0);
+
+for (const withSpool of [false, true]) {
+  test(`no upload exceeds batch.maxEvents and every event is sent once (${withSpool ? 'spool' : 'memory only'})`, async () => {
+    const { state, url } = await ingestion();
+    const s = shipper(url, withSpool ? { spool: spoolIn(newDir()) } : {});
+    try {
+      const released = await recordTurns(s, SIZES);
+      if (withSpool) assert.equal(released, TOTAL, 'every held response end released');
+      await until('every event delivered', () => s.stats.sent === TOTAL);
+      assert.equal(state.ids.size, TOTAL);
+      assert.ok(
+        [...state.ids.values()].every((c) => c === 1),
+        'no event sent twice',
+      );
+      assert.ok(Math.max(...state.batches) <= 100, `batch sizes ${state.batches.join(',')}`);
+      assert.equal(s.stats.dropped, 0);
+      assert.equal(s.backlog, 0);
+      if (withSpool) assert.equal(s.stats.spoolEvents, 0, 'the spool is acknowledged empty');
+    } finally {
+      await s.close();
+    }
+  });
+}
+
+test('memory queue full while ingestion is down: events go on through the spool, none lost, and a restart re-sends', async () => {
+  const { state, url } = await ingestion();
+  const dir = newDir();
+  state.down = true;
+  const first = shipper(url, { spool: spoolIn(dir), queueMaxEvents: 50 });
+  await recordTurns(first, [30, 30, 30, 200, 10]);
+  await new Promise((r) => setTimeout(r, 100)); // a few failed uploads
+  assert.equal(first.stats.dropped, 0);
+  assert.equal(first.stats.spoolEvents, 300);
+  assert.equal(first.backlog, 300);
+  assert.equal(first.stats.queuedEvents <= 50, true, `queued ${first.stats.queuedEvents}`);
+  await first.close(50); // ingestion still down: everything stays in the spool
+
+  state.down = false;
+  const second = shipper(url, { spool: spoolIn(dir), queueMaxEvents: 50 });
+  try {
+    await until('the replayed events delivered', () => state.ids.size === 300);
+    await until('the spool acknowledged empty', () => second.stats.spoolEvents === 0);
+    assert.ok(Math.max(...state.batches) <= 100, `batch sizes ${state.batches.join(',')}`);
+    assert.equal(second.stats.dropped, 0);
+  } finally {
+    await second.close();
+  }
+});
+
+test('memory queue and spool both full: new events are dropped and counted, never waited on', async () => {
+  const { state, url } = await ingestion();
+  state.down = true;
+  const s = shipper(url, { spool: spoolIn(newDir(), 8 * 1024), queueMaxEvents: 20 });
+  try {
+    const released = await recordTurns(s, [20, 40, 40, 40]);
+    assert.equal(released, 140, 'every response released');
+    assert.ok(s.stats.dropped > 0, 'some dropped');
+    assert.equal(s.stats.dropped + s.backlog, 140, 'each event either waits or is counted as dropped');
+    state.down = false;
+    await until('what was kept delivered', () => s.backlog === 0);
+    assert.equal(state.ids.size, 140 - s.stats.dropped);
+  } finally {
+    await s.close();
+  }
+});
