@@ -477,6 +477,7 @@ export class ForwardProxy {
       peerCertificate: tls ? certificateOf(req) : null,
       identity: null,
       upstreamHeaders: null,
+      traceparent: undefined,
     };
   }
 

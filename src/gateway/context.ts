@@ -60,8 +60,11 @@ export interface RequestContext {
   upstreamQuery?: string;
   /** The internal JWT minted for this request by `mutate.token` (header templates read it as `{{ token }}`). */
   internalToken?: string;
-  /** W3C `traceparent` of the upstream call's span (tracing on): replaces the client's upstream. */
-  traceparent?: string;
+  /**
+   * W3C `traceparent` of the upstream call's span (tracing on): replaces the client's upstream. Always
+   * present (undefined until set), so setting it does not change the object's shape mid-request.
+   */
+  traceparent: string | undefined;
 }
 
 /** Records a header for the upstream request (strip-then-inject is applied by the forwarder). */

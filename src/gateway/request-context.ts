@@ -103,6 +103,7 @@ export function admitRequest(plan: Plan, facts: RequestFacts): Admission {
     peerCertificate: facts.peerCertificate,
     identity: null,
     upstreamHeaders: null,
+    traceparent: undefined,
   };
   return { ok: true, ctx, rawHost };
 }

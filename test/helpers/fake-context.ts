@@ -35,6 +35,7 @@ export function fakeContext(request: FakeRequest = {}): RequestContext {
     peerCertificate: request.peerCertificate ?? null,
     identity: request.identity ?? null,
     upstreamHeaders: null,
+    traceparent: undefined,
   };
 }
 
