@@ -89,9 +89,12 @@ export function createRequestTracing(spec: TracingSpec, gatewayName: string): Re
       const incoming = headers.traceparent;
       const parsed = typeof incoming === 'string' ? traceparentPattern.exec(incoming) : null;
       if (parsed !== null) {
-        if ((Number.parseInt(parsed[3]!, 16) & 1) === 0) return new UnrecordedTrace(parsed[1]!);
-      } else if (ratio < 1 && (ratio === 0 || Math.random() >= ratio))
-        return new UnrecordedTrace(randomHex(16));
+        if ((Number.parseInt(parsed[3]!, 16) & 1) === 0) return new UnrecordedTrace(parsed[1]!, null);
+      } else if (ratio < 1 && (ratio === 0 || Math.random() >= ratio)) {
+        // The trace id and the upstream call's span id from one draw (one hex conversion, not two).
+        const ids = randomHex(24);
+        return new UnrecordedTrace(ids.slice(0, 32), ids.slice(32));
+      }
       const parent = parsed === null ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, headers, headerGetter);
       const span = tracer.startSpan(
         method,
@@ -129,14 +132,20 @@ function randomHex(bytes: number): string {
  */
 class UnrecordedTrace implements RequestTrace {
   readonly traceId: string;
-  constructor(traceId: string) {
+  #spanId: string | null;
+  /** `spanId`: the first upstream call's, drawn with the trace id; null: drawn when a call starts. */
+  constructor(traceId: string, spanId: string | null) {
     this.traceId = traceId;
+    this.#spanId = spanId;
   }
   run<T>(fn: () => T): T {
     return fn();
   }
   startUpstream(): string {
-    return `00-${this.traceId}-${randomHex(8)}-00`;
+    // Each call (a retry is another) has its own parent id.
+    const spanId = this.#spanId ?? randomHex(8);
+    this.#spanId = null;
+    return `00-${this.traceId}-${spanId}-00`;
   }
   end(): void {}
 }
