@@ -2,7 +2,7 @@
 // bare node:http + undici proxy and nginx, all in front of the same fixed-response upstream, under the
 // same autocannon load, in interleaved rounds. See bench/README.md.
 //
-//   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 2] [--targets a,b,...]
+//   npm run bench -- [--duration 5] [--rounds 3] [--connections 32] [--warmup 6] [--targets a,b,...]
 //                    [--rules 10000] [--json file] [--cpu-prof] [--keep] [--gatehouse-node-flags='...']
 import { fmt, gitRevision, median } from './report.ts';
 import { gatewayNodeFlags } from '../src/cli/node-flags.ts';
@@ -159,7 +159,7 @@ function parseOptions(argv: string[]): Options {
       duration: { type: 'string', default: '5' },
       rounds: { type: 'string', default: '3' },
       connections: { type: 'string', default: '32' },
-      warmup: { type: 'string', default: '2' },
+      warmup: { type: 'string', default: '6' },
       rules: { type: 'string', default: '10000' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       json: { type: 'string' },
