@@ -14,6 +14,8 @@ const MAX_UNTAKEN_BYTES = 1 << 20;
 const MAX_BATCH_BYTES = 8 << 20;
 const COMMA = Buffer.from(',');
 const BATCH_TAIL = Buffer.from(']}');
+/** Acknowledged batches' buffers kept for the next ones (see #closeBatch). */
+const SPARE_BUFFERS = 4;
 
 export interface ShipperOptions {
   readonly gateway: string;
@@ -51,6 +53,8 @@ interface Pending {
   readonly spooled: number;
   /** Events JSON (joined by commas) in memory; null when it is on disk only (`location`). */
   readonly json: Buffer | null;
+  /** The whole buffer `json` is the start of (recycled once acknowledged). */
+  readonly store: Buffer | null;
   readonly location: SpoolLocation | null;
   /** Oldest event's arrival in the queue (for batch.interval). */
   readonly queuedAt: number;
@@ -133,6 +137,9 @@ export class EventShipper implements ApiEventRecorder {
   #open = openBatch(64 * 1024);
   /** Batches that filled up during this turn with events not taken yet (closed at the next take). */
   #filled: OpenBatch[] = [];
+  readonly #spares: Buffer[] = [];
+  /** The upload's uncompressed body, reused (one upload at a time). */
+  #body = Buffer.allocUnsafe(0);
   #lastTake = 0;
   #takeTimer: NodeJS.Timeout | null = null;
   #seq: number;
@@ -177,6 +184,7 @@ export class EventShipper implements ApiEventRecorder {
           count: batch.count,
           spooled: batch.count,
           json: null,
+          store: null,
           location: batch.location,
           queuedAt: now - options.batchIntervalMs,
           inFlight: false,
@@ -382,6 +390,7 @@ export class EventShipper implements ApiEventRecorder {
       count,
       spooled: count,
       json: null,
+      store: null,
       location,
       queuedAt: this.#lastTake,
       inFlight: false,
@@ -391,18 +400,33 @@ export class EventShipper implements ApiEventRecorder {
   }
 
   /**
+   * A buffer for `bytes` of queued batch: an acknowledged batch's when one is big enough. Batches live
+   * until ingestion acknowledges them — past a scavenge — so fresh ones would be promoted and their
+   * memory held until the next full collection; recycled, the queue allocates in steady state nothing.
+   */
+  #storeFor(bytes: number): Buffer {
+    const spares = this.#spares;
+    for (let i = 0; i < spares.length; i++) if (spares[i]!.length >= bytes) return spares.splice(i, 1)[0]!;
+    // Headroom, so the next batch (a little bigger, often) fits in it too.
+    return Buffer.allocUnsafe(Math.ceil(bytes * 1.25));
+  }
+
+  /**
    * A batch, taken whole (every caller takes first), becomes one Pending holding a copy of exactly its
    * bytes; `b` starts empty again, its buffer reused.
    */
   #closeBatch(b: OpenBatch): Pending | null {
     let closed: Pending | null = null;
     if (b.takenCount > 0) {
+      const store = this.#storeFor(b.takenBytes);
+      b.buf.copy(store, 0, 0, b.takenBytes);
       closed = {
         seq: b.firstSeq,
         lastSeq: b.lastSeq,
         count: b.takenCount,
         spooled: b.spooled,
-        json: Buffer.from(b.buf.subarray(0, b.takenBytes)),
+        json: store.subarray(0, b.takenBytes),
+        store,
         location: null,
         queuedAt: b.openedAt,
         inFlight: false,
@@ -486,7 +510,7 @@ export class EventShipper implements ApiEventRecorder {
         parts.push(p.json ?? this.#spool!.read(p.location!));
       }
       parts.push(BATCH_TAIL);
-      const batch = await this.#encode(Buffer.concat(parts), events);
+      const batch = await this.#encode(this.#join(parts), events);
       const headers = await this.#o.credentials();
       const result = await this.#o.transport.send(batch, headers);
       if (result.kind === 'delivered') {
@@ -518,6 +542,16 @@ export class EventShipper implements ApiEventRecorder {
     return delivered;
   }
 
+  /** The parts in the reused body buffer: it is read (compressed or sent) before the next upload. */
+  #join(parts: Buffer[]): Buffer {
+    let total = 0;
+    for (const part of parts) total += part.length;
+    if (total > this.#body.length) this.#body = Buffer.allocUnsafe(Math.max(total, this.#body.length * 2));
+    let at = 0;
+    for (const part of parts) at += part.copy(this.#body, at);
+    return this.#body.subarray(0, total);
+  }
+
   #failed(taken: Pending[], reason: string): void {
     for (const p of taken) {
       p.inFlight = false;
@@ -545,6 +579,7 @@ export class EventShipper implements ApiEventRecorder {
       this.#pending.delete(p.seq);
       if (p.json !== null) this.#memoryEvents -= p.count;
       else this.#diskOnlyEvents -= p.count;
+      if (p.store !== null && this.#spares.length < SPARE_BUFFERS) this.#spares.push(p.store);
       this.#spoolEvents -= p.spooled;
       count += p.count;
       if (p.spooled > 0) for (let seq = p.seq; seq <= p.lastSeq; seq++) acked.push(seq);
