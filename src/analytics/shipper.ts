@@ -108,9 +108,10 @@ export interface ShipperStats {
  * into event JSON with its id (UUIDv7), appended to the open batch's off-heap buffer, and returns.
  * Once per event-loop turn (setImmediate) the turn's events are taken: written as one frame to the
  * spool (write-ahead: a restart re-sends whatever was not acknowledged) and counted in the memory
- * queue (up to queue.maxEvents; past it they stay on disk only). With a spool, `recordThen()` holds a response's last bytes until that write
- * (group commit: one write(2) for all the responses that finished in the turn), so every answer a
- * client received has its event in the spool file — a killed gateway loses none. Uploads take the
+ * queue (up to queue.maxEvents; past it they stay on disk only). With a spool, `recordThen()` holds
+ * a response's last bytes until that write (group commit: one write(2) for all the responses that
+ * finished in the turn), so every answer a client received has its event in the spool file — a
+ * killed gateway loses none. Uploads take the
  * oldest batches (batch.maxEvents at most), compress them in the thread pool and send them; a batch
  * leaves memory and spool only when ingestion acknowledged durable storage, so delivery is at least
  * once and ingestion de-duplicates by event id. Failures are retried forever with exponential
@@ -253,7 +254,7 @@ export class EventShipper implements ApiEventRecorder {
       return;
     }
     let b = this.#open;
-    if (b.count >= this.#o.batchMaxEvents || b.bytes >= MAX_BATCH_BYTES) {
+    if (this.#isFull(b)) {
       // Full: the rest of the turn opens the next batch; the turn's take takes from both (no I/O here).
       this.#filled.push(b);
       b = this.#open = openBatch(b.buf.length);
@@ -310,6 +311,10 @@ export class EventShipper implements ApiEventRecorder {
     }
   }
 
+  #isFull(b: OpenBatch): boolean {
+    return b.count >= this.#o.batchMaxEvents || b.bytes >= MAX_BATCH_BYTES;
+  }
+
   #takeWhenDue(): void {
     const wait = this.#o.writeIntervalMs - (this.#now() - this.#lastTake);
     const untaken = this.#open.bytes - this.#open.takenBytes;
@@ -338,7 +343,7 @@ export class EventShipper implements ApiEventRecorder {
     }
     const open = this.#open;
     this.#takeFrom(open);
-    if (open.count >= this.#o.batchMaxEvents || open.bytes >= MAX_BATCH_BYTES) this.#closeBatch(open);
+    if (this.#isFull(open)) this.#closeBatch(open);
     this.#refreshGauges();
     if (this.#waitingEvents === 0) return;
     // While retrying after failures the backoff timer decides; otherwise a full batch goes at once.
