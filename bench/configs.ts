@@ -288,7 +288,8 @@ export interface BenchObservability {
   readonly otlpUrl: string | null;
   /** null: the default. */
   readonly sampleRatio: number | null;
-  readonly spoolDir: string;
+  /** null: no spool (memory queue only). */
+  readonly spoolDir: string | null;
 }
 
 /**
@@ -309,7 +310,7 @@ export function writeObservedRouteConfig(
     `  analytics:\n` +
     `    http: { url: "${obs.ingestUrl}" }\n` +
     `    retry: { maxDelay: 1s }\n` +
-    `    spool: { dir: "${obs.spoolDir}" }\n` +
+    (obs.spoolDir === null ? '' : `    spool: { dir: "${obs.spoolDir}" }\n`) +
     (obs.otlpUrl === null
       ? ''
       : `  tracing: { otlp: { url: "${obs.otlpUrl}" }${obs.sampleRatio === null ? '' : `, sampleRatio: ${obs.sampleRatio}`} }\n`);

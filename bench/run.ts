@@ -73,7 +73,8 @@ type TargetId =
   | 'gatehouse-rl-batched'
   | 'gatehouse-obs'
   | 'gatehouse-obs-all'
-  | 'gatehouse-analytics';
+  | 'gatehouse-analytics'
+  | 'gatehouse-analytics-mem';
 /** What a plain `npm run bench` measures. */
 const DEFAULT_TARGETS: TargetId[] = [
   'gatehouse',
@@ -96,12 +97,19 @@ const ALL_TARGETS: TargetId[] = [
   'gatehouse-rl-batched',
   // The noAuth route with API events shipped to analytics ingestion and OpenTelemetry tracing on,
   // both with their defaults (tracing.sampleRatio 0.01); with every request's trace recorded
-  // (sampleRatio 1); and with analytics alone.
+  // (sampleRatio 1); with analytics alone; and with analytics alone, memory queue only (no spool).
   'gatehouse-obs',
   'gatehouse-obs-all',
   'gatehouse-analytics',
+  'gatehouse-analytics-mem',
 ];
-const OBSERVED: readonly TargetId[] = ['gatehouse-obs', 'gatehouse-obs-all', 'gatehouse-analytics'];
+const OBSERVED: readonly TargetId[] = [
+  'gatehouse-obs',
+  'gatehouse-obs-all',
+  'gatehouse-analytics',
+  'gatehouse-analytics-mem',
+];
+const TRACED: readonly TargetId[] = ['gatehouse-obs', 'gatehouse-obs-all'];
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 interface Target {
@@ -694,7 +702,7 @@ async function main(): Promise<number> {
   const observed = targets.filter((t) => OBSERVED.includes(t));
   const ingestPort = observed.length ? await freePort() : 0;
   const trustedGateways: Array<{ issuer: string; adminPort: number }> = [];
-  const otlpUrl = observed.some((t) => t !== 'gatehouse-analytics') ? await startOtlpSink() : null;
+  const otlpUrl = observed.some((t) => TRACED.includes(t)) ? await startOtlpSink() : null;
 
   const started: Target[] = [];
   const routeIds = new Map<TargetId, string>();
@@ -730,16 +738,18 @@ async function main(): Promise<number> {
             ? 'Gatehouse, noAuth + analytics + tracing (defaults)'
             : id === 'gatehouse-obs-all'
               ? 'Gatehouse, noAuth + analytics + tracing (every request recorded)'
-              : 'Gatehouse, noAuth + analytics';
+              : id === 'gatehouse-analytics'
+                ? 'Gatehouse, noAuth + analytics'
+                : 'Gatehouse, noAuth + analytics (memory only, no spool)';
         const issuer = `gatehouse://bench-${id}`;
         writeConfig = (dir, port, adminPort) => {
           trustedGateways.push({ issuer, adminPort });
           return writeObservedRouteConfig(dir, port, adminPort, upstreamUrl, {
             issuer,
             ingestUrl: `http://127.0.0.1:${ingestPort}/analytics/v1/events`,
-            otlpUrl: id === 'gatehouse-analytics' ? null : otlpUrl,
+            otlpUrl: TRACED.includes(id) ? otlpUrl : null,
             sampleRatio: id === 'gatehouse-obs-all' ? 1 : null,
-            spoolDir: join(dir, 'spool'),
+            spoolDir: id === 'gatehouse-analytics-mem' ? null : join(dir, 'spool'),
           });
         };
       } else if (id === 'gatehouse-jwt') {
@@ -861,6 +871,12 @@ async function main(): Promise<number> {
       by('gatehouse'),
     ),
     ratio('noAuth, analytics alone / off', null, by('gatehouse-analytics'), by('gatehouse')),
+    ratio(
+      'noAuth, analytics alone, memory only / off',
+      null,
+      by('gatehouse-analytics-mem'),
+      by('gatehouse'),
+    ),
   ].filter((r): r is Ratio => r !== null);
 
   // Gatehouse logs one line per request; a quick check that the access log really was written.
