@@ -871,12 +871,7 @@ async function main(): Promise<number> {
       by('gatehouse'),
     ),
     ratio('noAuth, analytics alone / off', null, by('gatehouse-analytics'), by('gatehouse')),
-    ratio(
-      'noAuth, analytics alone, memory only / off',
-      null,
-      by('gatehouse-analytics-mem'),
-      by('gatehouse'),
-    ),
+    ratio('noAuth, analytics alone, memory only / off', null, by('gatehouse-analytics-mem'), by('gatehouse')),
   ].filter((r): r is Ratio => r !== null);
 
   // Gatehouse logs one line per request; a quick check that the access log really was written.
