@@ -5,7 +5,7 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { createCallSerialiser, type RecordedCall, toEvent } from '../src/analytics/call.ts';
+import { createCallWriter, type RecordedCall, toEvent } from '../src/analytics/call.ts';
 import { createEventIdGenerator } from '../src/analytics/event-id.ts';
 import { eventJson, eventProblem } from '../src/analytics/event.ts';
 import { Spool } from '../src/analytics/spool.ts';
@@ -146,7 +146,16 @@ test('the fast serialiser writes the same valid v1 event as the schema’s seria
     completed: true,
   };
   const id = createEventIdGenerator()(call.time);
-  const fast = createCallSerialiser('edge')(call, id);
+  const writer = createCallWriter('edge');
+  // Written where the batch has bytes already, into exactly the room `bound` asks for.
+  const written = (c: RecordedCall) => {
+    const buf = Buffer.alloc(7 + writer.bound(c, id), 0x7e);
+    const end = writer.write(c, id, buf, 7);
+    assert.ok(end <= buf.length);
+    assert.equal(buf.subarray(0, 7).toString('latin1'), '~~~~~~~');
+    return buf.toString('latin1', 7, end);
+  };
+  const fast = written(call);
   assert.equal(fast, eventJson(toEvent(call, 'edge', id)));
   const parsed = JSON.parse(fast);
   assert.equal(eventProblem(parsed), null);
@@ -154,9 +163,29 @@ test('the fast serialiser writes the same valid v1 event as the schema’s seria
     [parsed.api, parsed.rule, parsed.pathParams, parsed.rateLimit, parsed.consumer],
     ['shop/orders', 2, ['id', 'line'], 'allowed', 'partner-a'],
   );
-  const refused = createCallSerialiser('edge')(
-    { ...call, ctx: null, status: 404, upstreamMs: null, error: 'route_not_found' },
-    id,
-  );
-  assert.equal(eventProblem(JSON.parse(refused)), null);
+  const refused = { ...call, ctx: null, status: 404, upstreamMs: null, error: 'route_not_found' };
+  assert.equal(eventProblem(JSON.parse(written(refused))), null);
+  const unicode = {
+    ...ctx,
+    host: 'bücher.example\u0001',
+    identity: { method: 'jwt', subject: '☃ "snow"\n', consumer: { name: 'zoë', groups: [], metadata: {} } },
+  } as unknown as RequestContext;
+  // Numbers at their edges, every auth and rate-limit outcome, escapes, an unanswered call.
+  const variants: RecordedCall[] = [
+    refused,
+    { ...call, ctx: unicode, client: '::1', latencyMs: 0, upstreamMs: 0 },
+    { ...call, latencyMs: 10.5, upstreamMs: 9.05, bytesIn: 9_007_199_254_740_991, bytesOut: 0 },
+    { ...call, latencyMs: 1234.0004, upstreamMs: 1234.0006, status: 0, completed: false },
+    { ...call, latencyMs: 0.001, upstreamMs: 0.0004, time: 0 },
+    { ...call, ctx: { ...ctx, identity: null }, error: 'invalid_token', status: 401, upstreamMs: null },
+    { ...call, ctx: { ...ctx, identity: null }, error: 'identity_provider_unavailable', status: 503 },
+    { ...call, error: 'rate_limited', status: 429 },
+    { ...call, error: 'rate_limit_unavailable', status: 503, traceId: null },
+    { ...call, ctx: { ...ctx, identity: null }, error: 'upstream_timeout', status: 504 },
+  ];
+  for (const v of variants) {
+    const json = written(v);
+    assert.equal(json, eventJson(toEvent(v, 'edge', id)));
+    assert.equal(eventProblem(JSON.parse(json)), null, json);
+  }
 });

@@ -64,7 +64,7 @@ export function eventProblem(value: unknown): string | null {
   return first ? `${first.instancePath || '/'} ${first.message}` : 'not a valid event';
 }
 
-const needsEscape = /["\\\u0000-\u001f\u007f-\uffff]/;
+export const needsEscape = /["\\\u0000-\u001f\u007f-\uffff]/;
 
 const nonAscii = /[\u007f-\uffff]/g;
 const unicodeEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;

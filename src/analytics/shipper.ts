@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import { gzip, zstdCompress } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { type ApiEventRecorder, createCallSerialiser, type RecordedCall } from './call.ts';
+import { type ApiEventRecorder, type CallWriter, createCallWriter, type RecordedCall } from './call.ts';
 import { createEventIdGenerator } from './event-id.ts';
 import { Spool, type SpoolLocation } from './spool.ts';
 import type { EncodedBatch, EventTransport } from './transport.ts';
@@ -132,7 +132,7 @@ export class EventShipper implements ApiEventRecorder {
   #held: (() => void)[] = [];
   #turnScheduled = false;
   readonly holdsResponses: boolean;
-  readonly #serialise: (call: RecordedCall, id: string) => string;
+  readonly #writer: CallWriter;
   readonly #batchHead: Buffer;
   /** The call's objects and its JSON string die young; the bytes go into this batch's buffer. */
   #open = openBatch(64 * 1024);
@@ -170,7 +170,7 @@ export class EventShipper implements ApiEventRecorder {
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#nextId = createEventIdGenerator();
-    this.#serialise = createCallSerialiser(options.gateway);
+    this.#writer = createCallWriter(options.gateway);
     this.#batchHead = Buffer.from(`{"v":1,"gateway":${JSON.stringify(options.gateway)},"events":[`);
     this.#metrics = options.registry ? shipperMetrics(options.registry, this) : null;
     this.#spool = options.spool ? new Spool({ ...options.spool, log: options.log }) : null;
@@ -242,36 +242,36 @@ export class EventShipper implements ApiEventRecorder {
     return this.#memoryEvents + this.#diskOnlyEvents;
   }
 
-  /** The call as event JSON (with its id), appended to the open batch. Never throws. */
+  /** The call as event JSON (with its id), written into the open batch. Never throws. */
   #append(call: RecordedCall): void {
     this.#turnCalls++;
-    let json: string;
-    try {
-      json = this.#serialise(call, this.#nextId(call.time));
-    } catch {
-      // A bug here must cost events, never requests (logged once per turn).
-      this.#turnErrors++;
-      return;
-    }
     let b = this.#open;
     if (this.#isFull(b)) {
       // Full: the rest of the turn opens the next batch; the turn's take takes from both (no I/O here).
       this.#filled.push(b);
       b = this.#open = openBatch(b.buf.length);
     }
-    let at = b.bytes;
-    // Event JSON is pure ASCII (event.ts `str`): one byte a character, Latin-1 the cheapest encoding.
-    const need = at + json.length + 1;
-    if (need > b.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, b.buf.length * 2));
-      b.buf.copy(grown, 0, 0, at);
-      b.buf = grown;
+    const at = b.bytes;
+    try {
+      const id = this.#nextId(call.time);
+      const need = at + 1 + this.#writer.bound(call, id);
+      if (need > b.buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, b.buf.length * 2));
+        b.buf.copy(grown, 0, 0, at);
+        b.buf = grown;
+      }
+      // Event JSON is pure ASCII (event.ts `str`), written straight into the batch.
+      const start = b.count > 0 ? at + 1 : at;
+      const end = this.#writer.write(call, id, b.buf, start);
+      if (b.count > 0)
+        b.buf[at] = 0x2c; // ','
+      else b.openedAt = this.#now();
+      b.bytes = end;
+      b.count++;
+    } catch {
+      // A bug here must cost events, never requests (logged once per turn); the batch is unchanged.
+      this.#turnErrors++;
     }
-    if (b.count > 0)
-      b.buf[at++] = 0x2c; // ','
-    else b.openedAt = this.#now();
-    b.bytes = at + b.buf.write(json, at, 'latin1');
-    b.count++;
   }
 
   /** Once per event-loop turn: takes the turn's events when it is time (or responses wait on them). */
