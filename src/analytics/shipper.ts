@@ -134,7 +134,7 @@ export class EventShipper implements ApiEventRecorder {
   readonly holdsResponses: boolean;
   readonly #writer: CallWriter;
   readonly #batchHead: Buffer;
-  /** The call's objects and its JSON string die young; the bytes go into this batch's buffer. */
+  /** The call's objects die young: its event's bytes are written straight into this batch's buffer. */
   #open = openBatch(64 * 1024);
   /** Batches that filled up during this turn with events not taken yet (closed at the next take). */
   #filled: OpenBatch[] = [];
