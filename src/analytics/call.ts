@@ -57,14 +57,15 @@ function authResult(call: RecordedCall): ApiEvent['authResult'] {
   return 'none';
 }
 
-function rateLimitResult(call: RecordedCall): ApiEvent['rateLimit'] {
+/** `limited`: the rule has a limit stage (the writer knows it per rule; toEvent looks). */
+function rateLimitResult(call: RecordedCall, limited: boolean): ApiEvent['rateLimit'] {
   if (call.error === 'rate_limited') return 'limited';
   if (call.error === 'rate_limit_unavailable') return 'unavailable';
-  const ctx = call.ctx;
-  if (ctx === null || ctx.identity === null) return 'none';
-  for (const step of ctx.rule.pipeline) if (step.stage === 'limit') return 'allowed';
-  return 'none';
+  if (call.ctx === null || call.ctx.identity === null) return 'none';
+  return limited ? 'allowed' : 'none';
 }
+
+const hasLimit = (rule: CompiledRule) => rule.pipeline.some((step) => step.stage === 'limit');
 
 /** `namespace/apirule#index` → the API (`namespace/apirule`) and the rule index. */
 function splitRuleId(id: string): { api: string; rule: number | null } {
@@ -104,7 +105,7 @@ export function toEvent(call: RecordedCall, gateway: string, id: string): ApiEve
     bytesOut: call.bytesOut,
     authMethod: identity?.method ?? null,
     authResult: authResult(call),
-    rateLimit: rateLimitResult(call),
+    rateLimit: rateLimitResult(call, ctx !== null && hasLimit(ctx.rule)),
     error: call.error,
     traceId: call.traceId,
     completed: call.completed,
@@ -116,10 +117,15 @@ const ascii = (text: string) => Buffer.from(text, 'latin1');
 
 const AUTH_RESULTS = ['ok', 'failed', 'unavailable', 'none'] as const;
 const RATE_LIMITS = ['none', 'allowed', 'limited', 'unavailable'] as const;
-/** `,"authResult":…,"rateLimit":…,"error":` for every pair (authResult × 4 + rateLimit): one copy, not four writes. */
-const resultFragments = AUTH_RESULTS.flatMap((a) =>
-  RATE_LIMITS.map((r) => ascii(`,"authResult":"${a}","rateLimit":"${r}","error":`)),
-);
+/** `,"authResult":…,"rateLimit":…,"error":` for every pair of results: one copy, not four writes. */
+const resultFragments = Object.fromEntries(
+  AUTH_RESULTS.map((a) => [
+    a,
+    Object.fromEntries(
+      RATE_LIMITS.map((r) => [r, ascii(`,"authResult":"${a}","rateLimit":"${r}","error":`)]),
+    ),
+  ]),
+) as Record<ApiEvent['authResult'], Record<ApiEvent['rateLimit'], Buffer>>;
 const F = {
   open: ascii('{"v":1,"id":"'),
   time: ascii('","time":'),
@@ -204,10 +210,11 @@ function put(buf: Buffer, at: number, bytes: Buffer): number {
  * route, template, parameter names) is encoded once per compiled rule and copied.
  */
 export interface CallWriter {
-  /** Bytes `write` may need for this call at most. */
-  bound(call: RecordedCall, id: string): number;
-  /** Writes the event at `at` (room for `bound` bytes is there); returns where it ends. */
-  write(call: RecordedCall, id: string, buf: Buffer, at: number): number;
+  /**
+   * Writes the event into `into.buf` at `at` — first replacing the buffer with a bigger one (the bytes
+   * before `at` copied) when the event might not fit — and returns where it ends.
+   */
+  write(call: RecordedCall, id: string, into: { buf: Buffer }, at: number): number;
 }
 
 interface RuleFragments {
@@ -239,59 +246,46 @@ export function createCallWriter(gateway: string): CallWriter {
             `"rule":${index === null ? 'null' : index},"consumer":`,
         ),
         path: ascii(`,"pathTemplate":${str(rule.template)},"pathParams":[${names}],"status":`),
-        limited: rule.pipeline.some((step) => step.stage === 'limit'),
+        limited: hasLimit(rule),
       };
       fragments.set(rule, f);
     }
     return f;
   };
-  // A character escaped as \uXXXX takes 6 bytes: the bound for any string is 6 a character, + quotes.
+  // The most bytes the call's event may take: escaped as \uXXXX a character takes 6.
   const strBytes = (text: string | null | undefined) => (text ? text.length * 6 + 2 : 4);
+  const bound = (call: RecordedCall, id: string, f: RuleFragments) => {
+    const ctx = call.ctx;
+    const identity = ctx === null ? null : ctx.identity;
+    return (
+      FIXED_BYTES +
+      f.head.length +
+      f.path.length +
+      id.length +
+      call.method.length +
+      strBytes(call.requestId) +
+      strBytes(call.client) +
+      strBytes(ctx?.host) +
+      strBytes(identity?.consumer?.name) +
+      strBytes(identity?.subject) +
+      strBytes(identity?.method) +
+      strBytes(call.error) +
+      strBytes(call.traceId)
+    );
+  };
   return {
-    bound(call, id) {
+    write(call, id, into, at) {
       const ctx = call.ctx;
       const identity = ctx === null ? null : ctx.identity;
       const f = ctx === null ? unrouted : ruleFragments(ctx);
-      return (
-        FIXED_BYTES +
-        f.head.length +
-        f.path.length +
-        id.length +
-        call.method.length +
-        strBytes(call.requestId) +
-        strBytes(call.client) +
-        strBytes(ctx?.host) +
-        strBytes(identity?.consumer?.name) +
-        strBytes(identity?.subject) +
-        (identity === null ? 0 : identity.method.length) +
-        (call.error === null ? 0 : call.error.length) +
-        (call.traceId === null ? 0 : call.traceId.length)
-      );
-    },
-    write(call, id, buf, at) {
-      const ctx = call.ctx;
-      const identity = ctx === null ? null : ctx.identity;
-      const f = ctx === null ? unrouted : ruleFragments(ctx);
+      const need = at + bound(call, id, f);
+      if (need > into.buf.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, into.buf.length * 2));
+        into.buf.copy(grown, 0, 0, at);
+        into.buf = grown;
+      }
+      const buf = into.buf;
       const error = call.error;
-      // Indexes into RATE_LIMITS and AUTH_RESULTS (the same decisions as rateLimitResult, authResult).
-      const rateLimit =
-        error === 'rate_limited'
-          ? 2
-          : error === 'rate_limit_unavailable'
-            ? 3
-            : f.limited && identity !== null
-              ? 1
-              : 0;
-      const auth =
-        identity !== null
-          ? 0
-          : error === null
-            ? 3
-            : authFailures.has(error)
-              ? 1
-              : error === 'identity_provider_unavailable'
-                ? 2
-                : 3;
       const latency = Math.max(0, call.latencyMs);
       const upstream = call.upstreamMs === null ? null : Math.max(0, call.upstreamMs);
       const gatewayMs = upstream === null ? latency : latency > upstream ? latency - upstream : 0;
@@ -307,8 +301,7 @@ export function createCallWriter(gateway: string): CallWriter {
       at = putString(buf, at, identity?.subject);
       at = put(buf, at, F.client);
       at = putString(buf, at, call.client);
-      // Unescaped where the gateway guarantees the characters: methods (HTTP tokens), error codes,
-      // authentication method names, hex trace ids. Anything else is escaped when it needs it.
+      // Unescaped: the id (hex) and the method (an HTTP token); every other string goes through putString.
       at = put(buf, at, F.method);
       at += buf.write(call.method, at, 'latin1');
       at = put(buf, at, F.host);
@@ -327,7 +320,7 @@ export function createCallWriter(gateway: string): CallWriter {
       at = putInt(buf, at, call.bytesOut);
       at = put(buf, at, F.authMethod);
       at = identity === null ? put(buf, at, F.null) : putString(buf, at, identity.method);
-      at = put(buf, at, resultFragments[auth * 4 + rateLimit]!);
+      at = put(buf, at, resultFragments[authResult(call)][rateLimitResult(call, f.limited)]);
       at = error === null ? put(buf, at, F.null) : putString(buf, at, error);
       at = put(buf, at, F.traceId);
       at = call.traceId === null ? put(buf, at, F.null) : putString(buf, at, call.traceId);

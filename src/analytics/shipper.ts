@@ -253,16 +253,9 @@ export class EventShipper implements ApiEventRecorder {
     }
     const at = b.bytes;
     try {
-      const id = this.#nextId(call.time);
-      const need = at + 1 + this.#writer.bound(call, id);
-      if (need > b.buf.length) {
-        const grown = Buffer.allocUnsafe(Math.max(need, b.buf.length * 2));
-        b.buf.copy(grown, 0, 0, at);
-        b.buf = grown;
-      }
-      // Event JSON is pure ASCII (event.ts `str`), written straight into the batch.
+      // Event JSON is pure ASCII (event.ts `str`), written straight into the batch (grown if need be).
       const start = b.count > 0 ? at + 1 : at;
-      const end = this.#writer.write(call, id, b.buf, start);
+      const end = this.#writer.write(call, this.#nextId(call.time), b, start);
       if (b.count > 0)
         b.buf[at] = 0x2c; // ','
       else b.openedAt = this.#now();
