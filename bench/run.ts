@@ -143,6 +143,8 @@ interface RunResult {
 
 interface Options {
   duration: number;
+  /** Fixed offered load in req/s (autocannon overallRate); null: as fast as the target answers. */
+  rate: number | null;
   rounds: number;
   connections: number;
   warmup: number;
@@ -165,6 +167,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       duration: { type: 'string', default: '5' },
+      rate: { type: 'string' },
       rounds: { type: 'string', default: '3' },
       connections: { type: 'string', default: '32' },
       warmup: { type: 'string', default: '6' },
@@ -180,7 +183,7 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(
-      'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n]\n' +
+      'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n] [--rate req/s]\n' +
         `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n` +
         '                  [--ingest sink|real]\n' +
         "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n",
@@ -204,6 +207,7 @@ function parseOptions(argv: string[]): Options {
   return {
     ingest: values.ingest,
     duration: num('duration', values.duration, 1, 60),
+    rate: values.rate === undefined ? null : Math.round(num('rate', values.rate, 100, 100_000)),
     rounds: Math.round(num('rounds', values.rounds, 1, 20)),
     connections: Math.round(num('connections', values.connections, 1, 1024)),
     warmup: num('warmup', values.warmup, 0, 30),
@@ -428,7 +432,12 @@ function percentile(sorted: Float64Array, p: number): number {
 
 let upstreamPid: number | undefined;
 
-function drive(target: Target, seconds: number, connections: number): Promise<RunResult> {
+function drive(
+  target: Target,
+  seconds: number,
+  connections: number,
+  rate: number | null,
+): Promise<RunResult> {
   let latencies = new Float64Array(1 << 18);
   let n = 0;
   const cpuBefore = cpuMs(target.child.proc.pid);
@@ -443,6 +452,7 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
         connections,
         pipelining: 1,
         duration: seconds,
+        ...(rate === null ? {} : { overallRate: rate }),
         timeout: 10,
         expectBody: UPSTREAM_BODY,
       },
@@ -498,8 +508,10 @@ function drive(target: Target, seconds: number, connections: number): Promise<Ru
   });
 }
 
-function invalidReasons(r: RunResult): string[] {
+function invalidReasons(r: RunResult, rate: number | null): string[] {
   const reasons: string[] = [];
+  if (rate !== null && r.rps < rate * 0.97)
+    reasons.push(`answered ${fmt.int(r.rps)} req/s of the ${fmt.int(rate)} offered: saturated, lower --rate`);
   if (r.errors) reasons.push(`${r.errors} connection errors (${r.timeouts} timeouts)`);
   if (r.non2xx) reasons.push(`${r.non2xx} non-2xx responses`);
   if (r.otherStatus.length) reasons.push(`status codes other than 200: ${r.otherStatus.join(', ')}`);
@@ -558,7 +570,7 @@ function summarise(target: Target, runs: RunResult[]): Summary {
 interface Ratio {
   name: string;
   goal: number | null;
-  /** Median req/s of a over median req/s of b. */
+  /** Of the medians: a's over b's. */
   ofMedians: number;
   /** Median of the per-round ratios: a and b run back to back in a round, so drift cancels out. */
   paired: number;
@@ -567,27 +579,36 @@ interface Ratio {
   cpu: number;
 }
 
-function ratio(
+/**
+ * What a ratio compares: throughput when the load is as fast as the targets answer; at a fixed
+ * --rate every target answers the same req/s, so what differs is the work per request, and the
+ * ratio is of 1 / CPU per request (the throughput a CPU-bound target would have).
+ */
+type Basis = 'throughput' | 'cpu';
+
+function ratioOn(
+  basis: Basis,
   name: string,
   goal: number | null,
   a: Summary | undefined,
   b: Summary | undefined,
 ): Ratio | null {
   if (!a || !b) return null;
+  const of = (r: RunResult) => (basis === 'throughput' ? r.rps : 1 / (r.cpuUsPerReq ?? Number.NaN));
   const rounds = Math.min(a.runs.length, b.runs.length);
   const perRound: number[] = [];
-  for (let i = 0; i < rounds; i++) perRound.push(a.runs[i]!.rps / b.runs[i]!.rps);
+  for (let i = 0; i < rounds; i++) perRound.push(of(a.runs[i]!) / of(b.runs[i]!));
   return {
     name,
     goal,
-    ofMedians: a.rps / b.rps,
+    ofMedians: basis === 'throughput' ? a.rps / b.rps : b.cpuUsPerReq / a.cpuUsPerReq,
     paired: median(perRound),
     perRound,
     cpu: b.cpuUsPerReq / a.cpuUsPerReq,
   };
 }
 
-function renderTable(summaries: Summary[], ratios: Ratio[]): string {
+function renderTable(summaries: Summary[], ratios: Ratio[], basis: Basis): string {
   const lines: string[] = [];
   lines.push(
     '| target | req/s (median) | req/s min–max | p50 ms | p99 ms | errors | non-200 | ' +
@@ -604,7 +625,9 @@ function renderTable(summaries: Summary[], ratios: Ratio[]): string {
   }
   lines.push(
     '',
-    '| ratio a / b | goal | req/s, paired by round (median) | per round | req/s, of medians | CPU/req, b ÷ a | goal met? |',
+    basis === 'throughput'
+      ? '| ratio a / b | goal | req/s, paired by round (median) | per round | req/s, of medians | CPU/req, b ÷ a | goal met? |'
+      : '| ratio a / b | goal | 1 / CPU per request, paired by round (median) | per round | of medians | CPU/req, b ÷ a | goal met? |',
     '|---|---:|---:|---|---:|---:|---|',
   );
   for (const r of ratios) {
@@ -821,8 +844,9 @@ async function main(): Promise<number> {
   if (opts.warmup > 0) {
     for (const t of started) {
       log(`warm-up ${t.label} (${opts.warmup}s)`);
-      const r = await drive(t, opts.warmup, opts.connections);
-      for (const reason of invalidReasons(r)) invalid.push(`${t.label}, warm-up: ${reason}`);
+      const r = await drive(t, opts.warmup, opts.connections, opts.rate);
+      // Not at --rate: autocannon takes a moment to reach it, and the warm-up is not measured.
+      for (const reason of invalidReasons(r, null)) invalid.push(`${t.label}, warm-up: ${reason}`);
       await new Promise((res) => setTimeout(res, PAUSE_MS));
     }
   }
@@ -832,9 +856,9 @@ async function main(): Promise<number> {
     // Rotate the order each round so that no target always runs first or right after the same one.
     const order = started.map((_, i) => started[(i + round) % started.length]!);
     for (const t of order) {
-      const r = await drive(t, opts.duration, opts.connections);
+      const r = await drive(t, opts.duration, opts.connections, opts.rate);
       runs.get(t.id)!.push(r);
-      const reasons = invalidReasons(r);
+      const reasons = invalidReasons(r, opts.rate);
       for (const reason of reasons) invalid.push(`${t.label}, round ${round + 1}: ${reason}`);
       log(
         `round ${round + 1}/${opts.rounds} ${t.label}: ${fmt.int(r.rps)} req/s, p50 ${fmt.ms(r.p50)} ms, ` +
@@ -848,6 +872,8 @@ async function main(): Promise<number> {
 
   const summaries = started.map((t) => summarise(t, runs.get(t.id)!));
   const by = (id: TargetId) => summaries.find((s) => s.target.id === id);
+  const basis: Basis = opts.rate === null ? 'throughput' : 'cpu';
+  const ratio = ratioOn.bind(null, basis);
   const ratios = [
     ratio('Gatehouse 1 noAuth route / bare proxy', 0.9, by('gatehouse'), by('bare')),
     ratio('Gatehouse JWT (warm cache) / noAuth', 0.85, by('gatehouse-jwt'), by('gatehouse')),
@@ -912,6 +938,7 @@ async function main(): Promise<number> {
     `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}, ${nginxVersion()}, ` +
       `autocannon 9; 1-min load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`,
     `load: GET ${BENCH_PATH} (Host: ${BENCH_HOST}), ${opts.connections} connections, pipelining 1, ` +
+      (opts.rate === null ? '' : `fixed rate ${fmt.int(opts.rate)} req/s (ratios of CPU per request), `) +
       `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; ` +
       `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes` +
       (identity
@@ -919,7 +946,7 @@ async function main(): Promise<number> {
           `key set fetched ${jwksFetches(identity)} time(s) by the gateway`
         : ''),
     '',
-    renderTable(summaries, ratios),
+    renderTable(summaries, ratios, basis),
     '',
     'target CPU µs/req by thread (all rounds; /proc tick resolution):',
     ...summaries
