@@ -1,8 +1,9 @@
 // The shipper on its own (src/analytics/shipper.ts) against a real ingestion stand-in on loopback:
 // uploads never exceed batch.maxEvents however the event-loop turns split the calls; a full memory
-// queue sends events on through the disk spool, and both full drop and count; a restart re-sends.
+// queue sends events on through the disk spool, and both full drop and count; a restart re-sends; a
+// spool write that fails (a full disk) holds nothing back and loses only what was on disk only.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -89,17 +90,27 @@ const call = (): RecordedCall => ({
 
 const turn = () => new Promise((r) => setImmediate(r));
 
-/** Records `sizes[i]` calls in turn i (with a spool, as the handler does: each response held). */
-async function recordTurns(s: EventShipper, sizes: number[]): Promise<number> {
-  let released = 0;
+/**
+ * Records `sizes[i]` calls in turn i (with a spool, as the handler does: each response held). Gives
+ * how many held responses were released so far, and how many of those before their event was
+ * written to the spool file.
+ */
+async function recordTurns(s: EventShipper, sizes: number[]): Promise<{ released: number; early: number }> {
+  const seen = { released: 0, early: 0 };
+  let recorded = 0;
   for (const size of sizes) {
     for (let i = 0; i < size; i++) {
-      if (s.holdsResponses) s.recordThen(call(), () => released++);
+      const n = ++recorded;
+      if (s.holdsResponses)
+        s.recordThen(call(), () => {
+          seen.released++;
+          if (s.stats.spooled < n && s.stats.dropped === 0) seen.early++;
+        });
       else s.record(call());
     }
     await turn();
   }
-  return released;
+  return seen;
 }
 
 async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
@@ -119,8 +130,11 @@ for (const withSpool of [false, true]) {
     const { state, url } = await ingestion();
     const s = shipper(url, withSpool ? { spool: spoolIn(newDir()) } : {});
     try {
-      const released = await recordTurns(s, SIZES);
-      if (withSpool) assert.equal(released, TOTAL, 'every held response end released');
+      const seen = await recordTurns(s, SIZES);
+      if (withSpool) {
+        await until('every held response end released', () => seen.released === TOTAL);
+        assert.equal(seen.early, 0, 'no response released before its event was in the spool file');
+      }
       await until('every event delivered', () => s.stats.sent === TOTAL);
       assert.equal(state.ids.size, TOTAL);
       assert.ok(
@@ -167,13 +181,40 @@ test('memory queue and spool both full: new events are dropped and counted, neve
   state.down = true;
   const s = shipper(url, { spool: spoolIn(newDir(), 8 * 1024), queueMaxEvents: 20 });
   try {
-    const released = await recordTurns(s, [20, 40, 40, 40]);
-    assert.equal(released, 140, 'every response released');
+    const seen = await recordTurns(s, [20, 40, 40, 40]);
+    await until('every response released', () => seen.released === 140);
     assert.ok(s.stats.dropped > 0, 'some dropped');
     assert.equal(s.stats.dropped + s.backlog, 140, 'each event either waits or is counted as dropped');
     state.down = false;
     await until('what was kept delivered', () => s.backlog === 0);
     assert.equal(state.ids.size, 140 - s.stats.dropped);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a spool write that fails (disk full): responses released, events in memory still sent, those on disk only counted as dropped, the spool goes on', async () => {
+  const { state, url } = await ingestion();
+  const dir = newDir();
+  state.down = true;
+  const logs: string[] = [];
+  const s = shipper(url, { spool: spoolIn(dir), queueMaxEvents: 50, log: (_l, _f, m) => logs.push(m) });
+  // The spool writes segment 1 now; segment 2 (after 64 KiB) is /dev/full: its writes fail (ENOSPC).
+  symlinkSync('/dev/full', join(dir, '0000000002.spool'));
+  try {
+    const seen = await recordTurns(s, [30, 30, 30, 200, 10]);
+    await until('every response released', () => seen.released === 300);
+    assert.ok(
+      logs.includes('analytics spool write failed: its events are kept in memory only'),
+      logs.join('; '),
+    );
+    await until('the lost ones counted', () => s.stats.dropped > 0);
+    assert.equal(s.stats.dropped + s.backlog, 300, 'each event either waits or is counted as dropped');
+    assert.ok(s.stats.spooled < 300, `spooled counts written events only: ${s.stats.spooled}`);
+    state.down = false;
+    await until('what was kept delivered', () => s.backlog === 0);
+    assert.equal(state.ids.size, 300 - s.stats.dropped);
+    await until('the spool acknowledged empty', () => s.stats.spoolEvents === 0);
   } finally {
     await s.close();
   }

@@ -26,7 +26,7 @@ const open = (dir: string, segmentBytes = 1 << 20) =>
 const events = (n: number, tag: string) =>
   Buffer.from(Array.from({ length: n }, (_, i) => JSON.stringify({ tag, i })).join(','));
 
-test('batches not acknowledged are replayed after a restart; acknowledged ones are not', () => {
+test('batches not acknowledged are replayed after a restart; acknowledged ones are not', async () => {
   const dir = newDir();
   const a = open(dir);
   a.appendBatch(1, 2, events(2, 'one'));
@@ -34,7 +34,7 @@ test('batches not acknowledged are replayed after a restart; acknowledged ones a
   a.appendBatch(3, 1, events(1, 'three'));
   a.ack([1, 3]);
   assert.equal(a.read(two).toString(), events(3, 'two').toString());
-  a.close();
+  await a.close();
   const b = open(dir);
   assert.deepEqual(
     b.replayed.map((r) => [r.seq, r.count]),
@@ -43,15 +43,15 @@ test('batches not acknowledged are replayed after a restart; acknowledged ones a
   assert.equal(b.read(b.replayed[0]!.location).toString(), events(3, 'two').toString());
   assert.equal(b.maxSeq, 3);
   assert.equal(b.tornFrames, 0);
-  b.close();
+  await b.close();
 });
 
-test('a torn last record is skipped, not fatal, and the segment is cut back to the good frames', () => {
+test('a torn last record is skipped, not fatal, and the segment is cut back to the good frames', async () => {
   const dir = newDir();
   const a = open(dir);
   a.appendBatch(1, 1, events(1, 'kept'));
   a.appendBatch(2, 1, events(1, 'torn'));
-  a.close();
+  await a.close();
   const [file] = readdirSync(dir);
   const path = join(dir, file!);
   truncateSync(path, statSync(path).size - 5); // the crash cut the last write short
@@ -62,7 +62,7 @@ test('a torn last record is skipped, not fatal, and the segment is cut back to t
     [1],
   );
   b.appendBatch(3, 1, events(1, 'after'));
-  b.close();
+  await b.close();
   // Garbage after the good frames (a write that never finished) is skipped the same way.
   const newest = readdirSync(dir).sort().at(-1)!;
   appendFileSync(join(dir, newest), Buffer.from('GHS1\x01\x00\x00\x00garbage'));
@@ -72,27 +72,29 @@ test('a torn last record is skipped, not fatal, and the segment is cut back to t
     [1, 3],
   );
   assert.equal(c.tornFrames, 1);
-  c.close();
+  await c.close();
 });
 
-test('segments rotate, and fully acknowledged ones are deleted oldest first', () => {
+test('segments rotate, and fully acknowledged ones are deleted oldest first', async () => {
   const dir = newDir();
   const s = open(dir, 4096);
   for (let seq = 1; seq <= 40; seq++) s.appendBatch(seq, 10, events(10, `b${seq}`));
+  await s.settled();
   const segments = readdirSync(dir).length;
   assert.ok(segments >= 3, `${segments} segments`);
   s.ack(Array.from({ length: 39 }, (_, i) => i + 1));
+  await s.settled();
   assert.ok(readdirSync(dir).length < segments);
-  s.close();
+  await s.close();
   const again = open(dir, 4096);
   assert.deepEqual(
     again.replayed.map((r) => r.seq),
     [40],
   );
-  again.close();
+  await again.close();
 });
 
-test('appendBatch refuses past maxBytes (the caller keeps or drops, never waits)', () => {
+test('appendBatch refuses past maxBytes (the caller keeps or drops, never waits)', async () => {
   const dir = newDir();
   const s = new Spool({ dir, maxBytes: 65536, segmentBytes: 1 << 20, fsyncIntervalMs: 50, log: () => {} });
   let refused = 0;
@@ -100,7 +102,7 @@ test('appendBatch refuses past maxBytes (the caller keeps or drops, never waits)
     if (s.appendBatch(seq, 10, events(10, 'x'.repeat(50))) === null) refused++;
   assert.ok(refused > 0);
   assert.ok(s.bytes <= 65536);
-  s.close();
+  await s.close();
 });
 
 test('event ids are UUIDv7, unique and ordered by time', () => {

@@ -51,7 +51,7 @@ const Spool = Type.Object(
     writeInterval: Duration(
       'Events of calls not answered (the client left) gather this long before their spool write. ' +
         'Answered calls do not wait for it: a response’s last bytes leave once its event is in the ' +
-        'spool file, written at the end of the event-loop turn in one write for all of that turn.',
+        'spool file (one write, in the thread pool, for all the responses of a turn or more).',
       '20ms',
     ),
     fsyncInterval: Duration(

@@ -50,7 +50,7 @@ interface Pending {
   readonly lastSeq: number;
   readonly count: number;
   /** How many of its events the spool holds. */
-  readonly spooled: number;
+  spooled: number;
   /** Events JSON (joined by commas) in memory; null when it is on disk only (`location`). */
   readonly json: Buffer | null;
   /** The whole buffer `json` is the start of (recycled once acknowledged). */
@@ -59,6 +59,8 @@ interface Pending {
   /** Oldest event's arrival in the queue (for batch.interval). */
   readonly queuedAt: number;
   inFlight: boolean;
+  /** On disk only, and its spool write failed: its events are gone once this upload ends. */
+  lost: boolean;
 }
 
 /**
@@ -106,12 +108,12 @@ export interface ShipperStats {
 /**
  * The gateway side of analytics. `record()` is what the request path calls: it serialises the call
  * into event JSON with its id (UUIDv7), appended to the open batch's off-heap buffer, and returns.
- * Once per event-loop turn (setImmediate) the turn's events are taken: written as one frame to the
+ * Once per event-loop turn (setImmediate) the turn's events are taken: appended as one frame to the
  * spool (write-ahead: a restart re-sends whatever was not acknowledged) and counted in the memory
  * queue (up to queue.maxEvents; past it they stay on disk only). With a spool, `recordThen()` holds
- * a response's last bytes until that write (group commit: one write(2) for all the responses that
- * finished in the turn), so every answer a client received has its event in the spool file — a
- * killed gateway loses none. Uploads take the
+ * a response's last bytes until the write holding that frame returned (group commit: one write(2),
+ * in the thread pool, for all the responses of a turn or more), so every answer a client received
+ * has its event in the spool file — a killed gateway loses none. Uploads take the
  * oldest batches (batch.maxEvents at most), compress them in the thread pool and send them; a batch
  * leaves memory and spool only when ingestion acknowledged durable storage, so delivery is at least
  * once and ingestion de-duplicates by event id. Failures are retried forever with exponential
@@ -173,7 +175,16 @@ export class EventShipper implements ApiEventRecorder {
     this.#writer = createCallWriter(options.gateway);
     this.#batchHead = Buffer.from(`{"v":1,"gateway":${JSON.stringify(options.gateway)},"events":[`);
     this.#metrics = options.registry ? shipperMetrics(options.registry, this) : null;
-    this.#spool = options.spool ? new Spool({ ...options.spool, log: options.log }) : null;
+    this.#spool = options.spool
+      ? new Spool({
+          ...options.spool,
+          log: options.log,
+          onWritten: (events) => {
+            this.stats.spooled += events;
+          },
+          onLost: (batches) => this.#spoolLost(batches),
+        })
+      : null;
     this.holdsResponses = this.#spool !== null;
     this.#seq = this.#spool?.maxSeq ?? 0;
     if (this.#spool) {
@@ -189,6 +200,7 @@ export class EventShipper implements ApiEventRecorder {
           location: batch.location,
           queuedAt: now - options.batchIntervalMs,
           inFlight: false,
+          lost: false,
         });
         this.#diskOnlyEvents += batch.count;
         this.#waitingEvents += batch.count;
@@ -220,8 +232,9 @@ export class EventShipper implements ApiEventRecorder {
   }
 
   /**
-   * A response's end waits for its event's spool write, at the end of this event-loop turn (one
-   * write for every response that finished in it). Never throws; `release` runs exactly once.
+   * A response's end waits for its event's spool write, taken at the end of this event-loop turn
+   * (one write for every response that finished in it, or more). Never throws; `release` runs
+   * exactly once.
    */
   recordThen(call: RecordedCall, release: () => void): void {
     if (this.#closed || this.#spool === null) {
@@ -279,19 +292,56 @@ export class EventShipper implements ApiEventRecorder {
     }
     this.#held = [];
     try {
-      // Group commit: the responses waiting on this turn's events are released once they are in
-      // the spool file, whatever spool.writeInterval says.
+      // Group commit: the responses waiting on this turn's events are released once the write that
+      // holds them is done (in the thread pool, with whatever else gathered meanwhile), whatever
+      // spool.writeInterval says — or once it failed: their events then live in memory only.
       this.#take();
     } finally {
-      for (let i = 0; i < held.length; i++) {
-        try {
-          held[i]!();
-        } catch (err) {
-          this.#o.log('error', { err: (err as Error).message }, 'analytics: releasing a response failed');
-        }
-      }
+      this.#spool!.afterWrite(() => this.#release(held));
     }
   };
+
+  #release(held: (() => void)[]): void {
+    for (let i = 0; i < held.length; i++) {
+      try {
+        held[i]!();
+      } catch (err) {
+        this.#o.log('error', { err: (err as Error).message }, 'analytics: releasing a response failed');
+      }
+    }
+  }
+
+  /**
+   * A spool write failed: its batches ([seq, count] pairs) are not on disk. Events also in memory
+   * stay queued; those kept on disk only are lost (counted) once no upload holds them.
+   */
+  #spoolLost(batches: readonly number[]): void {
+    for (let i = 0; i < batches.length; i += 2) {
+      const seq = batches[i]!;
+      const count = batches[i + 1]!;
+      this.#spoolEvents -= count;
+      const p =
+        this.#pending.get(seq) ?? [...this.#pending.values()].find((q) => q.seq <= seq && seq <= q.lastSeq);
+      if (p) {
+        p.spooled -= count;
+        if (p.json !== null) continue;
+        if (p.inFlight) p.lost = true;
+        else this.#forget(p);
+        continue;
+      }
+      for (const b of [this.#open, ...this.#filled])
+        if (b.firstSeq !== 0 && b.firstSeq <= seq && seq <= b.lastSeq) b.spooled -= count;
+    }
+    this.#refreshGauges();
+  }
+
+  /** A batch on disk only whose spool write failed: dropped and counted. */
+  #forget(p: Pending): void {
+    this.#pending.delete(p.seq);
+    this.#diskOnlyEvents -= p.count;
+    this.#waitingEvents -= p.count;
+    this.#drop(p.count, 'error');
+  }
 
   /** The turn's calls into the stats. */
   #account(): void {
@@ -319,7 +369,7 @@ export class EventShipper implements ApiEventRecorder {
   }
 
   /**
-   * Takes the events appended since the last take — one spool write(2) per batch they are in
+   * Takes the events appended since the last take — one spool frame per batch they are in
    * (write-ahead), counted in the memory queue — and closes the batches that are full.
    */
   readonly #take = (): void => {
@@ -358,10 +408,7 @@ export class EventShipper implements ApiEventRecorder {
       } catch (err) {
         this.#o.log('error', { err: (err as Error).message }, 'analytics spool write failed');
       }
-      if (location) {
-        this.stats.spooled += count;
-        this.#spoolEvents += count;
-      }
+      if (location) this.#spoolEvents += count;
     }
     if (this.#memoryEvents + count <= this.#o.queueMaxEvents) {
       if (b.firstSeq === 0) b.firstSeq = seq;
@@ -392,6 +439,7 @@ export class EventShipper implements ApiEventRecorder {
       location,
       queuedAt: this.#lastTake,
       inFlight: false,
+      lost: false,
     });
     this.#diskOnlyEvents += count;
     this.#waitingEvents += count;
@@ -428,6 +476,7 @@ export class EventShipper implements ApiEventRecorder {
         location: null,
         queuedAt: b.openedAt,
         inFlight: false,
+        lost: false,
       };
       this.#pending.set(closed.seq, closed);
     }
@@ -554,6 +603,7 @@ export class EventShipper implements ApiEventRecorder {
     for (const p of taken) {
       p.inFlight = false;
       this.#waitingEvents += p.count;
+      if (p.lost) this.#forget(p);
     }
     this.#failures++;
     // One line per failure streak step: at most one per backoff interval.
@@ -639,7 +689,7 @@ export class EventShipper implements ApiEventRecorder {
         this.#o.log('warn', { events: left }, 'analytics: undelivered events lost at shutdown (no spool)');
       }
     }
-    this.#spool?.close();
+    await this.#spool?.close();
     await this.#o.transport.close();
   }
 }

@@ -1,4 +1,5 @@
 import {
+  close,
   closeSync,
   fsync,
   fsyncSync,
@@ -8,9 +9,9 @@ import {
   readdirSync,
   readFileSync,
   readSync,
+  unlink,
   unlinkSync,
-  writeSync,
-  writevSync,
+  write,
 } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -25,8 +26,12 @@ import { crc32 } from 'node:zlib';
  * never deleted while a batch it acknowledges survives). On open the segments are replayed: a frame
  * that is cut short or fails its checksum (a write torn by a crash) ends that segment — the file is
  * truncated there and reading goes on with the next — so a torn last record is skipped, not fatal.
- * Writes are synchronous `write(2)`s (data is in the kernel once they return: a process kill loses
- * nothing written); `fsync` runs on a timer, off the event loop, for machine crashes.
+ * Frames are appended to an in-memory chunk and written by `write(2)` in the thread pool, one write
+ * in flight at a time, so frames reach the file in order and a crash can only cut the last one short:
+ * what is appended while a write runs goes in the next (group commit — under load fewer, larger
+ * writes, and the event loop never waits for the disk). `afterWrite` tells when everything appended
+ * so far is in the kernel (a process kill then loses none of it); `fsync` runs on a timer, also in
+ * the thread pool, for machine crashes. Deleting, syncing and closing old segments is asynchronous too.
  */
 
 const MAGIC = 0x47485331;
@@ -42,6 +47,10 @@ export interface SpoolOptions {
   readonly segmentBytes: number;
   readonly fsyncIntervalMs: number;
   readonly log: (level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) => void;
+  /** Batch frames of a write that failed (the spool no longer holds them), as [seq, count] pairs. */
+  readonly onLost?: (batches: readonly number[]) => void;
+  /** Events of batch frames now in the kernel. */
+  readonly onWritten?: (events: number) => void;
 }
 
 /** Where a batch lives on disk. */
@@ -65,6 +74,22 @@ interface Segment {
   unacked: number;
 }
 
+/** Frames waiting for (or in) one write(2): contiguous bytes of one segment file. */
+interface Chunk {
+  readonly fd: number;
+  readonly segment: number;
+  /** Offset in the segment of `buf[0]`. */
+  readonly start: number;
+  buf: Buffer;
+  bytes: number;
+  /** Its batch frames as [seq, count] pairs (lost when the write fails). */
+  readonly batches: number[];
+  readonly done: ((err: Error | null) => void)[];
+}
+
+/** A chunk's first buffer; it grows for bigger ones, and an acknowledged one is reused. */
+const CHUNK_BYTES = 64 * 1024;
+
 export class Spool {
   readonly #options: SpoolOptions;
   readonly #segments = new Map<number, Segment>();
@@ -73,8 +98,18 @@ export class Spool {
   #current: Segment;
   #fd: number;
   #dirty = false;
-  #syncing = false;
+  /** The fd the timer's fsync is running on (it is not closed under it). */
+  #syncing: number | null = null;
   #timer: NodeJS.Timeout;
+  /** Chunks not yet started, oldest first; the last one takes new frames. */
+  #queue: Chunk[] = [];
+  #writing: Chunk | null = null;
+  #spare: Buffer | null = null;
+  /** Rotated segments' fds: synced and closed once their writes are done. */
+  #retired: number[] = [];
+  /** Deletes, syncs and closes running in the thread pool. */
+  #background = 0;
+  #idle: (() => void)[] = [];
   #bytes = 0;
   #closed = false;
   /** What open() found. */
@@ -89,7 +124,7 @@ export class Spool {
     this.replayed = found.batches;
     this.tornFrames = found.torn;
     this.maxSeq = found.maxSeq;
-    this.#releaseAcknowledged();
+    this.#releaseAcknowledged(true);
     const n = Math.max(0, ...this.#segments.keys()) + 1;
     this.#current = { n, bytes: 0, unacked: 0 };
     this.#segments.set(n, this.#current);
@@ -109,14 +144,15 @@ export class Spool {
   }
 
   /**
-   * Appends a batch (its events' JSON, comma-separated) in one write; its location, or null when
-   * over maxBytes (the caller keeps it in memory or drops it).
+   * Appends a batch (its events' JSON, comma-separated; copied) as one frame; its location, or null
+   * when over maxBytes (the caller keeps it in memory or drops it). It is in the file once
+   * `afterWrite` says so.
    */
   appendBatch(seq: number, count: number, events: Buffer): SpoolLocation | null {
     const prefix = Buffer.from(`${seq} ${count}\n`);
     const length = prefix.length + events.length;
     if (!this.hasRoom(length)) return null;
-    const offset = this.#writeFrame(TYPE_BATCH, prefix, events);
+    const offset = this.#writeFrame(TYPE_BATCH, prefix, events, seq, count);
     this.#current.unacked++;
     this.#segmentOf.set(seq, this.#current.n);
     return { segment: this.#current.n, offset: offset + HEADER, length };
@@ -126,17 +162,35 @@ export class Spool {
   ack(seqs: readonly number[]): void {
     const known = seqs.filter((s) => this.#segmentOf.has(s));
     if (known.length === 0 || this.#closed) return;
-    this.#writeFrame(TYPE_ACK, Buffer.from(known.join(' ')), null);
+    this.#writeFrame(TYPE_ACK, Buffer.from(known.join(' ')), null, 0, 0);
     for (const seq of known) {
       const segment = this.#segments.get(this.#segmentOf.get(seq)!);
       this.#segmentOf.delete(seq);
       if (segment) segment.unacked--;
     }
-    this.#releaseAcknowledged();
+    this.#releaseAcknowledged(false);
   }
 
-  /** The events JSON of a batch kept only on disk. */
+  /**
+   * `done` runs once everything appended so far is in the kernel — or its write failed (then `err`;
+   * the batches were reported to onLost). At once when nothing is waiting. Runs exactly once.
+   */
+  afterWrite(done: (err: Error | null) => void): void {
+    const last = this.#queue.length > 0 ? this.#queue[this.#queue.length - 1]! : this.#writing;
+    if (last) last.done.push(done);
+    else done(null);
+  }
+
+  /** Resolves once no write, delete, sync or close is running or waiting. */
+  settled(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** The events JSON of a batch kept only on disk (or still waiting for its write). */
   read(location: SpoolLocation): Buffer {
+    const waiting = this.#unwritten(location);
+    if (waiting) return waiting.subarray(waiting.indexOf(0x0a) + 1);
     const fd = openSync(this.#path(location.segment), 'r');
     try {
       const buf = Buffer.allocUnsafe(location.length);
@@ -152,92 +206,245 @@ export class Spool {
     }
   }
 
-  /** Flushes to disk and closes (no further writes). */
-  close(): void {
+  /** Finishes the writes, flushes to disk and closes (no further appends). */
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
+    await this.settled();
     try {
-      if (this.#dirty) this.#fsyncNow();
+      if (this.#dirty) fsyncSync(this.#fd);
+    } catch (err) {
+      this.#options.log('warn', { err: (err as Error).message }, 'analytics spool fsync failed');
     } finally {
       closeSync(this.#fd);
     }
+  }
+
+  /** A copy of the frame at `location` while it waits for (or is in) its write. */
+  #unwritten(location: SpoolLocation): Buffer | null {
+    const from = location.offset - HEADER;
+    const find = (c: Chunk | null) =>
+      c !== null && c.segment === location.segment && from >= c.start && from < c.start + c.bytes;
+    const chunk = find(this.#writing) ? this.#writing : this.#queue.find(find);
+    if (!chunk) return null;
+    const at = location.offset - chunk.start;
+    return Buffer.from(chunk.buf.subarray(at, at + location.length));
   }
 
   #path(n: number): string {
     return join(this.#options.dir, `${String(n).padStart(10, '0')}.spool`);
   }
 
-  /** One frame (header, `head`, then `body` when given) in one write(2); returns its offset. */
-  #writeFrame(type: number, head: Buffer, body: Buffer | null): number {
+  /** One frame (header, `head`, then `body` when given) appended to the chunk being filled; its offset. */
+  #writeFrame(type: number, head: Buffer, body: Buffer | null, seq: number, count: number): number {
     if (this.#closed) throw new Error('spool is closed');
     const length = head.length + (body?.length ?? 0);
     if (this.#current.bytes > 0 && this.#current.bytes + HEADER + length > this.#options.segmentBytes)
       this.#rotate();
-    const first = Buffer.allocUnsafe(HEADER + head.length);
-    head.copy(first, HEADER);
-    first.writeUInt32BE(MAGIC, 0);
-    first.writeUInt32BE(type << 24, 4);
-    first.writeUInt32BE(length, 8);
-    const crc = body === null ? crc32(head) : crc32(body, crc32(head));
-    first.writeUInt32BE(crc, 12);
-    const offset = this.#current.bytes;
     const total = HEADER + length;
-    let done = body === null ? writeSync(this.#fd, first) : writevSync(this.#fd, [first, body]);
-    // A short write (rare: a full disk, a signal) is finished from a single buffer.
-    if (done < total) {
-      const rest = body === null ? first : Buffer.concat([first, body]);
-      while (done < total) done += writeSync(this.#fd, rest, done, total - done);
-    }
+    const chunk = this.#filling(total);
+    const buf = chunk.buf;
+    const at = chunk.bytes;
+    buf.writeUInt32BE(MAGIC, at);
+    buf.writeUInt32BE(type << 24, at + 4);
+    buf.writeUInt32BE(length, at + 8);
+    buf.writeUInt32BE(body === null ? crc32(head) : crc32(body, crc32(head)), at + 12);
+    head.copy(buf, at + HEADER);
+    body?.copy(buf, at + HEADER + head.length);
+    chunk.bytes += total;
+    if (type === TYPE_BATCH) chunk.batches.push(seq, count);
+    const offset = this.#current.bytes;
     this.#current.bytes += total;
     this.#bytes += total;
-    this.#dirty = true;
+    this.#kick();
     return offset;
   }
 
+  /** The chunk new frames of the current segment go in, with room for `bytes` more. */
+  #filling(bytes: number): Chunk {
+    const last = this.#queue.length > 0 ? this.#queue[this.#queue.length - 1]! : null;
+    if (last === null || last.fd !== this.#fd) {
+      let buf = this.#spare;
+      this.#spare = null;
+      if (buf === null || buf.length < bytes) buf = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, bytes));
+      const chunk: Chunk = {
+        fd: this.#fd,
+        segment: this.#current.n,
+        start: this.#current.bytes,
+        buf,
+        bytes: 0,
+        batches: [],
+        done: [],
+      };
+      this.#queue.push(chunk);
+      return chunk;
+    }
+    if (last.bytes + bytes > last.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(last.buf.length * 2, last.bytes + bytes));
+      last.buf.copy(grown, 0, 0, last.bytes);
+      last.buf = grown;
+    }
+    return last;
+  }
+
+  /** Starts the oldest chunk's write when none is running. */
+  #kick(): void {
+    if (this.#writing !== null || this.#queue.length === 0) return;
+    const chunk = this.#queue.shift()!;
+    this.#writing = chunk;
+    this.#writeFrom(chunk, 0);
+  }
+
+  #writeFrom(chunk: Chunk, done: number): void {
+    write(chunk.fd, chunk.buf, done, chunk.bytes - done, null, (err, n) => {
+      if (err) this.#finish(chunk, err);
+      // A short write (rare: a full disk, a signal) goes on from where it stopped.
+      else if (done + n < chunk.bytes) this.#writeFrom(chunk, done + n);
+      else this.#finish(chunk, null);
+    });
+  }
+
+  #finish(chunk: Chunk, err: Error | null): void {
+    this.#writing = null;
+    if (err === null) {
+      this.#dirty = true;
+      let events = 0;
+      for (let i = 1; i < chunk.batches.length; i += 2) events += chunk.batches[i]!;
+      if (events > 0) this.#options.onWritten?.(events);
+      this.#settle(chunk, null);
+    } else {
+      this.#options.log(
+        'error',
+        { err: err.message, segment: chunk.segment, bytes: chunk.bytes },
+        'analytics spool write failed: its events are kept in memory only',
+      );
+      // What follows it in the same file would come after a frame that may be torn: those fail too,
+      // and the next frames start a new segment.
+      const failed = [chunk];
+      while (this.#queue.length > 0 && this.#queue[0]!.fd === chunk.fd) failed.push(this.#queue.shift()!);
+      if (chunk.fd === this.#fd && !this.#closed) this.#rotate();
+      for (const c of failed) this.#lose(c, err);
+    }
+    this.#closeRetired();
+    this.#kick();
+    this.#notifyIdle();
+  }
+
+  /** The batches of a failed chunk are no longer held: forgotten here, reported to onLost. */
+  #lose(chunk: Chunk, err: Error): void {
+    const lost: number[] = [];
+    for (let i = 0; i < chunk.batches.length; i += 2) {
+      const seq = chunk.batches[i]!;
+      if (this.#segmentOf.get(seq) !== chunk.segment) continue;
+      this.#segmentOf.delete(seq);
+      const segment = this.#segments.get(chunk.segment);
+      if (segment) segment.unacked--;
+      lost.push(seq, chunk.batches[i + 1]!);
+    }
+    if (lost.length > 0) this.#options.onLost?.(lost);
+    this.#settle(chunk, err);
+    if (!this.#closed) this.#releaseAcknowledged(false);
+  }
+
+  /** Runs a chunk's callbacks and keeps its buffer for the next. */
+  #settle(chunk: Chunk, err: Error | null): void {
+    for (const done of chunk.done) {
+      try {
+        done(err);
+      } catch (e) {
+        this.#options.log('error', { err: (e as Error).message }, 'analytics spool: a write callback threw');
+      }
+    }
+    if (this.#spare === null || this.#spare.length < chunk.buf.length) this.#spare = chunk.buf;
+  }
+
   #rotate(): void {
-    if (this.#dirty) this.#fsyncNow();
-    closeSync(this.#fd);
+    this.#retired.push(this.#fd);
     const n = this.#current.n + 1;
     this.#current = { n, bytes: 0, unacked: 0 };
     this.#segments.set(n, this.#current);
     this.#fd = openSync(this.#path(n), 'a', 0o600);
-    this.#releaseAcknowledged();
+    this.#dirty = false;
+    this.#closeRetired();
+    this.#releaseAcknowledged(false);
   }
 
-  #fsyncNow(): void {
-    this.#dirty = false;
-    // Sync on close and rotation only: the timer's fsync runs in the thread pool.
-    try {
-      fsyncSync(this.#fd);
-    } catch (err) {
-      this.#options.log('warn', { err: (err as Error).message }, 'analytics spool fsync failed');
+  /** Syncs and closes rotated segments no write or timer fsync is using any more (thread pool). */
+  #closeRetired(): void {
+    for (let i = this.#retired.length - 1; i >= 0; i--) {
+      const fd = this.#retired[i]!;
+      if (this.#writing?.fd === fd || this.#syncing === fd || this.#queue.some((c) => c.fd === fd)) continue;
+      this.#retired.splice(i, 1);
+      this.#background++;
+      fsync(fd, (err) => {
+        if (err) this.#options.log('warn', { err: err.message }, 'analytics spool fsync failed');
+        close(fd, () => this.#backgroundDone());
+      });
     }
   }
 
   #sync(): void {
-    if (!this.#dirty || this.#syncing || this.#closed) return;
+    if (!this.#dirty || this.#syncing !== null || this.#closed) return;
     this.#dirty = false;
-    this.#syncing = true;
-    fsync(this.#fd, (err) => {
-      this.#syncing = false;
+    const fd = this.#fd;
+    this.#syncing = fd;
+    this.#background++;
+    fsync(fd, (err) => {
+      this.#syncing = null;
       if (err) this.#options.log('warn', { err: err.message }, 'analytics spool fsync failed');
+      this.#closeRetired();
+      this.#backgroundDone();
     });
   }
 
-  /** Deletes segments, oldest first, while every batch in them is acknowledged (never the current one). */
-  #releaseAcknowledged(): void {
+  #backgroundDone(): void {
+    this.#background--;
+    this.#notifyIdle();
+  }
+
+  #isIdle(): boolean {
+    return (
+      this.#writing === null &&
+      this.#queue.length === 0 &&
+      this.#background === 0 &&
+      this.#retired.length === 0
+    );
+  }
+
+  #notifyIdle(): void {
+    if (this.#idle.length === 0 || !this.#isIdle()) return;
+    const waiting = this.#idle;
+    this.#idle = [];
+    for (const resolve of waiting) resolve();
+  }
+
+  /**
+   * Deletes segments, oldest first, while every batch in them is acknowledged (never the current
+   * one): at open before anything else (`now`), otherwise in the thread pool.
+   */
+  #releaseAcknowledged(now: boolean): void {
     const ordered = [...this.#segments.keys()].sort((a, b) => a - b);
     for (const n of ordered) {
       const segment = this.#segments.get(n)!;
       if (segment.unacked > 0 || segment === this.#current) return;
-      try {
-        unlinkSync(this.#path(n));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
       this.#segments.delete(n);
       this.#bytes -= segment.bytes;
+      const path = this.#path(n);
+      if (now) {
+        try {
+          unlinkSync(path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+        continue;
+      }
+      this.#background++;
+      unlink(path, (err) => {
+        if (err && err.code !== 'ENOENT')
+          this.#options.log('warn', { err: err.message, path }, 'analytics spool: deleting a segment failed');
+        this.#backgroundDone();
+      });
     }
   }
 
