@@ -93,7 +93,8 @@ export async function startIngestSink(port: number): Promise<BenchIngest> {
   const { child } = await startSink('analytics sink', 'analytics-sink.ts', ['--port', String(port)]);
   const url = `http://127.0.0.1:${port}`;
   const count = async () => {
-    const res = await fetch(`${url}/count`, { signal: AbortSignal.timeout(5_000) });
+    // The first count decodes every batch received during the rounds: seconds of CPU.
+    const res = await fetch(`${url}/count`, { signal: AbortSignal.timeout(120_000) });
     return ((await res.json()) as { events: number }).events;
   };
   return { child, url, name: 'sink', holds: 'received by the sink (distinct ids)', count };

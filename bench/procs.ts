@@ -177,7 +177,7 @@ function cpuMsOf(pid: number): number | null {
 
 /**
  * CPU milliseconds per thread name of one process (main thread, libuv pool, V8 GC helpers, …); the
- * main thread is keyed "main" whatever its name.
+ * main thread is keyed "main" whatever its name, and its system time alone "main in kernel".
  */
 export function threadCpuMs(pid: number | undefined): Map<string, number> {
   const out = new Map<string, number>();
@@ -195,6 +195,8 @@ export function threadCpuMs(pid: number | undefined): Map<string, number> {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ms = ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond;
     out.set(name, (out.get(name) ?? 0) + ms);
+    // The main thread's time in the kernel too (included in "main"): syscalls vs JavaScript.
+    if (name === 'main') out.set('main in kernel', (Number(fields[12]) * 1000) / ticksPerSecond);
   }
   return out;
 }

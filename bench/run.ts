@@ -73,6 +73,7 @@ type TargetId =
   | 'gatehouse-rl-batched'
   | 'gatehouse-obs'
   | 'gatehouse-obs-all'
+  | 'gatehouse-obs-none'
   | 'gatehouse-analytics'
   | 'gatehouse-analytics-mem';
 /** What a plain `npm run bench` measures. */
@@ -97,19 +98,21 @@ const ALL_TARGETS: TargetId[] = [
   'gatehouse-rl-batched',
   // The noAuth route with API events shipped to analytics ingestion and OpenTelemetry tracing on,
   // both with their defaults (tracing.sampleRatio 0.01); with every request's trace recorded
-  // (sampleRatio 1); with analytics alone; and with analytics alone, memory queue only (no spool).
+  // (sampleRatio 1); with none recorded (sampleRatio 0: the unrecorded path alone); with analytics alone; and with analytics alone, memory queue only (no spool).
   'gatehouse-obs',
   'gatehouse-obs-all',
+  'gatehouse-obs-none',
   'gatehouse-analytics',
   'gatehouse-analytics-mem',
 ];
 const OBSERVED: readonly TargetId[] = [
   'gatehouse-obs',
   'gatehouse-obs-all',
+  'gatehouse-obs-none',
   'gatehouse-analytics',
   'gatehouse-analytics-mem',
 ];
-const TRACED: readonly TargetId[] = ['gatehouse-obs', 'gatehouse-obs-all'];
+const TRACED: readonly TargetId[] = ['gatehouse-obs', 'gatehouse-obs-all', 'gatehouse-obs-none'];
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 interface Target {
@@ -761,9 +764,11 @@ async function main(): Promise<number> {
             ? 'Gatehouse, noAuth + analytics + tracing (defaults)'
             : id === 'gatehouse-obs-all'
               ? 'Gatehouse, noAuth + analytics + tracing (every request recorded)'
-              : id === 'gatehouse-analytics'
-                ? 'Gatehouse, noAuth + analytics'
-                : 'Gatehouse, noAuth + analytics (memory only, no spool)';
+              : id === 'gatehouse-obs-none'
+                ? 'Gatehouse, noAuth + analytics + tracing (no request recorded)'
+                : id === 'gatehouse-analytics'
+                  ? 'Gatehouse, noAuth + analytics'
+                  : 'Gatehouse, noAuth + analytics (memory only, no spool)';
         const issuer = `gatehouse://bench-${id}`;
         writeConfig = (dir, port, adminPort) => {
           trustedGateways.push({ issuer, adminPort });
@@ -771,7 +776,7 @@ async function main(): Promise<number> {
             issuer,
             ingestUrl: `http://127.0.0.1:${ingestPort}/analytics/v1/events`,
             otlpUrl: TRACED.includes(id) ? otlpUrl : null,
-            sampleRatio: id === 'gatehouse-obs-all' ? 1 : null,
+            sampleRatio: id === 'gatehouse-obs-all' ? 1 : id === 'gatehouse-obs-none' ? 0 : null,
             spoolDir: id === 'gatehouse-analytics-mem' ? null : join(dir, 'spool'),
           });
         };
@@ -894,6 +899,12 @@ async function main(): Promise<number> {
       'noAuth, analytics + tracing (every request recorded) / off',
       null,
       by('gatehouse-obs-all'),
+      by('gatehouse'),
+    ),
+    ratio(
+      'noAuth, analytics + tracing (no request recorded) / off',
+      null,
+      by('gatehouse-obs-none'),
       by('gatehouse'),
     ),
     ratio('noAuth, analytics alone / off', null, by('gatehouse-analytics'), by('gatehouse')),

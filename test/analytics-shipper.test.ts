@@ -125,15 +125,30 @@ async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void
 const SIZES = [1, 37, 250, 99, 100, 3, 0, 1000, 61, 449];
 const TOTAL = SIZES.reduce((a, b) => a + b, 0);
 
-for (const withSpool of [false, true]) {
-  test(`no upload exceeds batch.maxEvents and every event is sent once (${withSpool ? 'spool' : 'memory only'})`, async () => {
+// Memory only; a spool written on the event loop (the default); one written in the thread pool.
+const MODES = [
+  { name: 'memory only', spool: false, loopWriteLimitMs: 0 },
+  { name: 'spool, writes on the event loop', spool: true, loopWriteLimitMs: 1000 },
+  { name: 'spool, writes in the thread pool', spool: true, loopWriteLimitMs: 0 },
+] as const;
+
+for (const mode of MODES) {
+  test(`no upload exceeds batch.maxEvents and every event is sent once (${mode.name})`, async () => {
     const { state, url } = await ingestion();
-    const s = shipper(url, withSpool ? { spool: spoolIn(newDir()) } : {});
+    const withSpool = mode.spool;
+    const s = shipper(
+      url,
+      withSpool ? { spool: { ...spoolIn(newDir()), loopWriteLimitMs: mode.loopWriteLimitMs } } : {},
+    );
     try {
       const seen = await recordTurns(s, SIZES);
       if (withSpool) {
         await until('every held response end released', () => seen.released === TOTAL);
         assert.equal(seen.early, 0, 'no response released before its event was in the spool file');
+        const writes = s.spoolWrites!;
+        if (mode.loopWriteLimitMs === 0) assert.equal(writes.eventLoop, 0, 'all in the thread pool');
+        else assert.ok(writes.eventLoop > 0, `written on the event loop: ${JSON.stringify(writes)}`);
+        assert.ok(writes.eventLoop + writes.threadPool > 0);
       }
       await until('every event delivered', () => s.stats.sent === TOTAL);
       assert.equal(state.ids.size, TOTAL);
@@ -150,6 +165,34 @@ for (const withSpool of [false, true]) {
     }
   });
 }
+
+test('a spool write on the event loop slower than loopWriteLimit sends the next ones to the thread pool', async () => {
+  const { state, url } = await ingestion();
+  const logs: string[] = [];
+  // Every real write takes longer than a nanosecond: the first one is "slow".
+  const s = shipper(url, {
+    spool: { ...spoolIn(newDir()), loopWriteLimitMs: 1e-6 },
+    log: (_l, _f, m) => logs.push(m),
+  });
+  try {
+    const seen = await recordTurns(s, SIZES);
+    await until('every held response end released', () => seen.released === TOTAL);
+    assert.equal(seen.early, 0, 'no response released before its event was in the spool file');
+    const writes = s.spoolWrites!;
+    assert.equal(writes.slow, 1, JSON.stringify(writes));
+    assert.equal(writes.eventLoop, 1, 'one write on the event loop, then the pool for a minute');
+    assert.ok(writes.threadPool > 0, JSON.stringify(writes));
+    assert.ok(
+      logs.some((m) => m.startsWith('analytics spool: a write on the event loop was slow')),
+      logs.join('; '),
+    );
+    await until('every event delivered', () => s.stats.sent === TOTAL);
+    assert.equal(state.ids.size, TOTAL);
+    assert.equal(s.stats.dropped, 0);
+  } finally {
+    await s.close();
+  }
+});
 
 test('memory queue full while ingestion is down: events go on through the spool, none lost, and a restart re-sends', async () => {
   const { state, url } = await ingestion();
@@ -193,29 +236,35 @@ test('memory queue and spool both full: new events are dropped and counted, neve
   }
 });
 
-test('a spool write that fails (disk full): responses released, events in memory still sent, those on disk only counted as dropped, the spool goes on', async () => {
-  const { state, url } = await ingestion();
-  const dir = newDir();
-  state.down = true;
-  const logs: string[] = [];
-  const s = shipper(url, { spool: spoolIn(dir), queueMaxEvents: 50, log: (_l, _f, m) => logs.push(m) });
-  // The spool writes segment 1 now; segment 2 (after 64 KiB) is /dev/full: its writes fail (ENOSPC).
-  symlinkSync('/dev/full', join(dir, '0000000002.spool'));
-  try {
-    const seen = await recordTurns(s, [30, 30, 30, 200, 10]);
-    await until('every response released', () => seen.released === 300);
-    assert.ok(
-      logs.includes('analytics spool write failed: its events are kept in memory only'),
-      logs.join('; '),
-    );
-    await until('the lost ones counted', () => s.stats.dropped > 0);
-    assert.equal(s.stats.dropped + s.backlog, 300, 'each event either waits or is counted as dropped');
-    assert.ok(s.stats.spooled < 300, `spooled counts written events only: ${s.stats.spooled}`);
-    state.down = false;
-    await until('what was kept delivered', () => s.backlog === 0);
-    assert.equal(state.ids.size, 300 - s.stats.dropped);
-    await until('the spool acknowledged empty', () => s.stats.spoolEvents === 0);
-  } finally {
-    await s.close();
-  }
-});
+for (const loopWriteLimitMs of [1000, 0]) {
+  test(`a spool write that fails (disk full): responses released, events in memory still sent, those on disk only counted as dropped, the spool goes on (${loopWriteLimitMs ? 'event loop' : 'thread pool'})`, async () => {
+    const { state, url } = await ingestion();
+    const dir = newDir();
+    state.down = true;
+    const logs: string[] = [];
+    const s = shipper(url, {
+      spool: { ...spoolIn(dir), loopWriteLimitMs },
+      queueMaxEvents: 50,
+      log: (_l, _f, m) => logs.push(m),
+    });
+    // The spool writes segment 1 now; segment 2 (after 64 KiB) is /dev/full: its writes fail (ENOSPC).
+    symlinkSync('/dev/full', join(dir, '0000000002.spool'));
+    try {
+      const seen = await recordTurns(s, [30, 30, 30, 200, 10]);
+      await until('every response released', () => seen.released === 300);
+      assert.ok(
+        logs.includes('analytics spool write failed: its events are kept in memory only'),
+        logs.join('; '),
+      );
+      await until('the lost ones counted', () => s.stats.dropped > 0);
+      assert.equal(s.stats.dropped + s.backlog, 300, 'each event either waits or is counted as dropped');
+      assert.ok(s.stats.spooled < 300, `spooled counts written events only: ${s.stats.spooled}`);
+      state.down = false;
+      await until('what was kept delivered', () => s.backlog === 0);
+      assert.equal(state.ids.size, 300 - s.stats.dropped);
+      await until('the spool acknowledged empty', () => s.stats.spoolEvents === 0);
+    } finally {
+      await s.close();
+    }
+  });
+}

@@ -90,6 +90,7 @@ export function createGatewayAnalytics(spec: AnalyticsGatewaySpec, deps: Gateway
           maxBytes: spec.spool.maxBytes,
           segmentBytes: spec.spool.segmentBytes,
           fsyncIntervalMs: Math.max(10, toMillis(spec.spool.fsyncInterval)),
+          loopWriteLimitMs: toMillis(spec.spool.loopWriteLimit),
         }
       : null,
     registry: deps.registry,

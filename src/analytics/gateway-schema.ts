@@ -51,8 +51,16 @@ const Spool = Type.Object(
     writeInterval: Duration(
       'Events of calls not answered (the client left) gather this long before their spool write. ' +
         'Answered calls do not wait for it: a response’s last bytes leave once its event is in the ' +
-        'spool file (one write, in the thread pool, for all the responses of a turn or more).',
+        'spool file (one write for all the responses of a turn or more; see loopWriteLimit).',
       '20ms',
+    ),
+    loopWriteLimit: Duration(
+      'Spool writes run on the event loop (one per turn, into the page cache: cheaper than a ' +
+        'thread-pool round trip) while each takes less than this; one slower (a slow or throttled ' +
+        'disk) sends them to the thread pool for a minute, counted in ' +
+        '`gatehouse_analytics_spool_slow_writes_total`. While an fsync runs they go there too. ' +
+        '0s: always in the thread pool.',
+      '2ms',
     ),
     fsyncInterval: Duration(
       'How often written spool data is flushed to the disk (fsync). A process kill loses nothing ' +

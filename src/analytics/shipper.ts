@@ -3,7 +3,7 @@ import { gzip, zstdCompress } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { type ApiEventRecorder, type CallWriter, createCallWriter, type RecordedCall } from './call.ts';
 import { createEventIdGenerator } from './event-id.ts';
-import { Spool, type SpoolLocation } from './spool.ts';
+import { Spool, type SpoolLocation, type SpoolWrites } from './spool.ts';
 import type { EncodedBatch, EventTransport } from './transport.ts';
 
 const gzipAsync = promisify(gzip);
@@ -36,6 +36,8 @@ export interface ShipperOptions {
     readonly maxBytes: number;
     readonly segmentBytes: number;
     readonly fsyncIntervalMs: number;
+    /** See SpoolOptions.loopWriteLimitMs. */
+    readonly loopWriteLimitMs?: number;
   };
   readonly registry?: Registry;
   readonly log: (level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) => void;
@@ -248,6 +250,11 @@ export class EventShipper implements ApiEventRecorder {
       this.#turnScheduled = true;
       setImmediate(this.#flushTurn);
     }
+  }
+
+  /** Spool writes by where they ran; null without a spool. */
+  get spoolWrites(): Readonly<SpoolWrites> | null {
+    return this.#spool?.writes ?? null;
   }
 
   /** Events still waiting for acknowledgement (memory and disk). */
@@ -740,6 +747,27 @@ function shipperMetrics(registry: Registry, shipper: EventShipper) {
     { name: 'gatehouse_analytics_spool_bytes', help: 'Bytes of the disk spool’s segment files.' },
     () => shipper.stats.spoolBytes,
   );
+  new Counter({
+    name: 'gatehouse_analytics_spool_writes_total',
+    help: 'Disk spool writes, by where they ran: event_loop or thread_pool (spool.loopWriteLimit).',
+    labelNames: ['where'] as const,
+    registers: [registry],
+    collect() {
+      const writes = shipper.spoolWrites;
+      this.reset();
+      this.labels('event_loop').inc(writes?.eventLoop ?? 0);
+      this.labels('thread_pool').inc(writes?.threadPool ?? 0);
+    },
+  });
+  new Counter({
+    name: 'gatehouse_analytics_spool_slow_writes_total',
+    help: 'Disk spool writes on the event loop slower than spool.loopWriteLimit (each sends writes to the thread pool for a minute).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(shipper.spoolWrites?.slow ?? 0);
+    },
+  });
   const dropped = new Counter({
     name: 'gatehouse_analytics_events_dropped_total',
     help: 'API events lost, by reason: full (memory queue and spool full), rejected (ingestion refused the batch as invalid), error, shutdown (no spool).',

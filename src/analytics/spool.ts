@@ -12,6 +12,7 @@ import {
   unlink,
   unlinkSync,
   write,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -26,12 +27,20 @@ import { crc32 } from 'node:zlib';
  * never deleted while a batch it acknowledges survives). On open the segments are replayed: a frame
  * that is cut short or fails its checksum (a write torn by a crash) ends that segment — the file is
  * truncated there and reading goes on with the next — so a torn last record is skipped, not fatal.
- * Frames are appended to an in-memory chunk and written by `write(2)` in the thread pool, one write
- * in flight at a time, so frames reach the file in order and a crash can only cut the last one short:
- * what is appended while a write runs goes in the next (group commit — under load fewer, larger
- * writes, and the event loop never waits for the disk). `afterWrite` tells when everything appended
- * so far is in the kernel (a process kill then loses none of it); `fsync` runs on a timer, also in
- * the thread pool, for machine crashes. Deleting, syncing and closing old segments is asynchronous too.
+ * Frames are appended to an in-memory chunk and written by one `write(2)` per chunk, one write at
+ * a time, so frames reach the file in order and a crash can only cut the last one short (group
+ * commit: what is appended while a write runs goes in the next). Where the write runs:
+ * - on the event loop, once the synchronous code that appended the frames is done (a microtask):
+ *   one write per event-loop turn, a few µs into the page cache — far cheaper than a thread-pool
+ *   round trip, whose thread wake-ups cost more than the write (bench/RESULTS.md);
+ * - in the thread pool while the timer's fsync runs on that file (a write there could wait for it),
+ *   and for a while (POOL_PERIOD_MS) after a write on the event loop took longer than
+ *   `loopWriteLimitMs` — a slow or throttled disk must not stall every request. The Redis AOF
+ *   makes the same trade: write(2) on the event loop, fsync in the background, and no write while
+ *   a background fsync may block it.
+ * `afterWrite` tells when everything appended so far is in the kernel (a process kill then loses
+ * none of it); `fsync` runs on a timer in the thread pool, for machine crashes. Deleting, syncing and
+ * closing old segments is asynchronous too.
  */
 
 const MAGIC = 0x47485331;
@@ -46,6 +55,11 @@ export interface SpoolOptions {
   readonly maxBytes: number;
   readonly segmentBytes: number;
   readonly fsyncIntervalMs: number;
+  /**
+   * A write on the event loop longer than this sends writes to the thread pool for a while; 0: always
+   * there. Default LOOP_WRITE_LIMIT_MS.
+   */
+  readonly loopWriteLimitMs?: number;
   readonly log: (level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) => void;
   /** Batch frames of a write that failed (the spool no longer holds them), as [seq, count] pairs. */
   readonly onLost?: (batches: readonly number[]) => void;
@@ -89,6 +103,18 @@ interface Chunk {
 
 /** A chunk's first buffer; it grows for bigger ones, and an acknowledged one is reused. */
 const CHUNK_BYTES = 64 * 1024;
+/** The default loopWriteLimitMs (Gateway spec.analytics.spool.loopWriteLimit). */
+export const LOOP_WRITE_LIMIT_MS = 2;
+/** How long writes stay in the thread pool after one on the event loop was too slow. */
+const POOL_PERIOD_MS = 60_000;
+
+/** Spool writes so far, by where they ran. */
+export interface SpoolWrites {
+  eventLoop: number;
+  threadPool: number;
+  /** Writes on the event loop that took longer than loopWriteLimitMs. */
+  slow: number;
+}
 
 export class Spool {
   readonly #options: SpoolOptions;
@@ -104,6 +130,12 @@ export class Spool {
   /** Chunks not yet started, oldest first; the last one takes new frames. */
   #queue: Chunk[] = [];
   #writing: Chunk | null = null;
+  /** A microtask will write the oldest chunk on the event loop. */
+  #loopWriteDue = false;
+  /** Until then (performance.now()), writes go to the thread pool. */
+  #poolUntil = 0;
+  readonly #loopLimitMs: number;
+  readonly writes: SpoolWrites = { eventLoop: 0, threadPool: 0, slow: 0 };
   #spare: Buffer | null = null;
   /** Rotated segments' fds: synced and closed once their writes are done. */
   #retired: number[] = [];
@@ -119,6 +151,7 @@ export class Spool {
 
   constructor(options: SpoolOptions) {
     this.#options = options;
+    this.#loopLimitMs = options.loopWriteLimitMs ?? LOOP_WRITE_LIMIT_MS;
     mkdirSync(options.dir, { recursive: true, mode: 0o700 });
     const found = this.#replay();
     this.replayed = found.batches;
@@ -288,13 +321,60 @@ export class Spool {
     return last;
   }
 
-  /** Starts the oldest chunk's write when none is running. */
+  /** Starts the oldest chunk's write when none is running: on the event loop (see above) or in the pool. */
   #kick(): void {
-    if (this.#writing !== null || this.#queue.length === 0) return;
+    if (this.#writing !== null || this.#queue.length === 0 || this.#loopWriteDue) return;
+    if (this.#onLoop(this.#queue[0]!)) {
+      // After the code appending now (a turn's frames, acks) is done: one write for all of it.
+      this.#loopWriteDue = true;
+      queueMicrotask(this.#writeOnLoop);
+      return;
+    }
     const chunk = this.#queue.shift()!;
     this.#writing = chunk;
+    this.writes.threadPool++;
     this.#writeFrom(chunk, 0);
   }
+
+  #onLoop(chunk: Chunk): boolean {
+    if (this.#loopLimitMs <= 0 || this.#syncing === chunk.fd) return false;
+    if (this.#poolUntil === 0) return true;
+    if (performance.now() < this.#poolUntil) return false;
+    this.#poolUntil = 0;
+    this.#options.log('info', {}, 'analytics spool: writing on the event loop again');
+    return true;
+  }
+
+  readonly #writeOnLoop = (): void => {
+    this.#loopWriteDue = false;
+    if (this.#writing !== null || this.#queue.length === 0) return;
+    if (!this.#onLoop(this.#queue[0]!)) {
+      this.#kick(); // an fsync started meanwhile
+      return;
+    }
+    const chunk = this.#queue.shift()!;
+    this.#writing = chunk;
+    this.writes.eventLoop++;
+    const started = performance.now();
+    let done = 0;
+    try {
+      while (done < chunk.bytes) done += writeSync(chunk.fd, chunk.buf, done, chunk.bytes - done);
+    } catch (err) {
+      this.#finish(chunk, err as Error);
+      return;
+    }
+    const ms = performance.now() - started;
+    if (ms > this.#loopLimitMs) {
+      this.writes.slow++;
+      this.#poolUntil = performance.now() + POOL_PERIOD_MS;
+      this.#options.log(
+        'warn',
+        { ms: Math.round(ms * 10) / 10, limitMs: this.#loopLimitMs, bytes: chunk.bytes },
+        `analytics spool: a write on the event loop was slow; writing in the thread pool for ${POOL_PERIOD_MS / 1000}s`,
+      );
+    }
+    this.#finish(chunk, null);
+  };
 
   #writeFrom(chunk: Chunk, done: number): void {
     write(chunk.fd, chunk.buf, done, chunk.bytes - done, null, (err, n) => {
