@@ -56,8 +56,8 @@ const Spool = Type.Object(
     ),
     loopWriteLimit: Duration(
       'Spool writes run on the event loop (one per turn, into the page cache: cheaper than a ' +
-        'thread-pool round trip) while each takes less than this; one slower (a slow or throttled ' +
-        'disk) sends them to the thread pool for a minute, counted in ' +
+        'thread-pool round trip) while they take less than this; three slower in a row (a slow or ' +
+        'throttled disk) send them to the thread pool for a minute. Slower writes are counted in ' +
         '`gatehouse_analytics_spool_slow_writes_total`. While an fsync runs they go there too. ' +
         '0s: always in the thread pool.',
       '2ms',

@@ -761,7 +761,7 @@ function shipperMetrics(registry: Registry, shipper: EventShipper) {
   });
   new Counter({
     name: 'gatehouse_analytics_spool_slow_writes_total',
-    help: 'Disk spool writes on the event loop slower than spool.loopWriteLimit (each sends writes to the thread pool for a minute).',
+    help: 'Disk spool writes on the event loop slower than spool.loopWriteLimit (three in a row send writes to the thread pool for a minute).',
     registers: [registry],
     collect() {
       this.reset();
