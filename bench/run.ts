@@ -68,6 +68,7 @@ type TargetId =
   | 'bare'
   | 'nginx'
   | 'gatehouse-nolog'
+  | 'gatehouse-again'
   | 'gatehouse-rl-local'
   | 'gatehouse-rl-redis'
   | 'gatehouse-rl-batched'
@@ -86,12 +87,14 @@ const DEFAULT_TARGETS: TargetId[] = [
   'nginx',
 ];
 /**
- * Also accepted by --targets: Gatehouse with its access log disabled, to see what the log costs; the
+ * Also accepted by --targets: a second process of the 1-route Gatehouse (an A/A pair: the ratio of
+ * two identical processes is the run's noise floor); Gatehouse with its access log disabled, to see what the log costs; the
  * noAuth route with a rate limit that never triggers, counted locally, in Redis (REDIS_URL, default
  * redis://127.0.0.1:6379), and in Redis with local batching.
  */
 const ALL_TARGETS: TargetId[] = [
   ...DEFAULT_TARGETS,
+  'gatehouse-again',
   'gatehouse-nolog',
   'gatehouse-rl-local',
   'gatehouse-rl-redis',
@@ -740,8 +743,13 @@ async function main(): Promise<number> {
       let label: string;
       let writeConfig: ConfigWriter;
       let headers: Record<string, string> = {};
-      if (id === 'gatehouse' || id === 'gatehouse-nolog') {
-        label = id === 'gatehouse' ? 'Gatehouse, 1 noAuth route' : 'Gatehouse, 1 route, access log off';
+      if (id === 'gatehouse' || id === 'gatehouse-again' || id === 'gatehouse-nolog') {
+        label =
+          id === 'gatehouse'
+            ? 'Gatehouse, 1 noAuth route'
+            : id === 'gatehouse-again'
+              ? 'Gatehouse, 1 noAuth route (a second process)'
+              : 'Gatehouse, 1 route, access log off';
         writeConfig = (dir, port, adminPort) =>
           writeSingleRouteConfig(dir, port, adminPort, upstreamUrl, id !== 'gatehouse-nolog');
       } else if (
@@ -891,6 +899,12 @@ async function main(): Promise<number> {
     ratio('Gatehouse 1 noAuth route / nginx', null, by('gatehouse'), by('nginx')),
     ratio('bare proxy / nginx', null, by('bare'), by('nginx')),
     ratio('Gatehouse access log on / off', null, by('gatehouse'), by('gatehouse-nolog')),
+    ratio(
+      'A/A: Gatehouse 1 noAuth route, second process / first',
+      null,
+      by('gatehouse-again'),
+      by('gatehouse'),
+    ),
     ratio('rate limit, local / noAuth', 0.9, by('gatehouse-rl-local'), by('gatehouse')),
     ratio('rate limit, redis / noAuth', 0.7, by('gatehouse-rl-redis'), by('gatehouse')),
     ratio('rate limit, redis batched / noAuth', 0.7, by('gatehouse-rl-batched'), by('gatehouse')),
