@@ -711,24 +711,25 @@ function shipperMetrics(registry: Registry, shipper: EventShipper) {
         this.set(read());
       },
     });
-  new Counter({
-    name: 'gatehouse_analytics_events_recorded_total',
-    help: 'API events recorded by the gateway.',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(shipper.stats.recorded);
-    },
-  });
-  new Counter({
-    name: 'gatehouse_analytics_events_spooled_total',
-    help: 'API events written to the disk spool.',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(shipper.stats.spooled);
-    },
-  });
+  // A counter that reads its total from the shipper when scraped.
+  const counter = ({ name, help }: { name: string; help: string }, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  counter(
+    { name: 'gatehouse_analytics_events_recorded_total', help: 'API events recorded by the gateway.' },
+    () => shipper.stats.recorded,
+  );
+  counter(
+    { name: 'gatehouse_analytics_events_spooled_total', help: 'API events written to the disk spool.' },
+    () => shipper.stats.spooled,
+  );
   gauge(
     {
       name: 'gatehouse_analytics_queue_events',
@@ -759,15 +760,13 @@ function shipperMetrics(registry: Registry, shipper: EventShipper) {
       this.labels('thread_pool').inc(writes?.threadPool ?? 0);
     },
   });
-  new Counter({
-    name: 'gatehouse_analytics_spool_slow_writes_total',
-    help: 'Disk spool writes on the event loop slower than spool.loopWriteLimit (three in a row send writes to the thread pool for a minute).',
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc(shipper.spoolWrites?.slow ?? 0);
+  counter(
+    {
+      name: 'gatehouse_analytics_spool_slow_writes_total',
+      help: 'Disk spool writes on the event loop slower than spool.loopWriteLimit (three in a row send writes to the thread pool for a minute).',
     },
-  });
+    () => shipper.spoolWrites?.slow ?? 0,
+  );
   const dropped = new Counter({
     name: 'gatehouse_analytics_events_dropped_total',
     help: 'API events lost, by reason: full (memory queue and spool full), rejected (ingestion refused the batch as invalid), error, shutdown (no spool).',

@@ -56,8 +56,8 @@ export interface SpoolOptions {
   readonly segmentBytes: number;
   readonly fsyncIntervalMs: number;
   /**
-   * A write on the event loop longer than this sends writes to the thread pool for a while; 0: always
-   * there. Default LOOP_WRITE_LIMIT_MS.
+   * SLOW_IN_A_ROW writes on the event loop longer than this send writes to the thread pool for
+   * POOL_PERIOD_MS; 0: always there. Default LOOP_WRITE_LIMIT_MS.
    */
   readonly loopWriteLimitMs?: number;
   readonly log: (level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) => void;
@@ -337,10 +337,16 @@ export class Spool {
       queueMicrotask(this.#writeOnLoop);
       return;
     }
-    const chunk = this.#queue.shift()!;
-    this.#writing = chunk;
+    const chunk = this.#take();
     this.writes.threadPool++;
     this.#writeFrom(chunk, 0);
+  }
+
+  /** The oldest chunk, now the one being written. */
+  #take(): Chunk {
+    const chunk = this.#queue.shift()!;
+    this.#writing = chunk;
+    return chunk;
   }
 
   #onLoop(chunk: Chunk): boolean {
@@ -359,8 +365,7 @@ export class Spool {
       this.#kick(); // an fsync started meanwhile
       return;
     }
-    const chunk = this.#queue.shift()!;
-    this.#writing = chunk;
+    const chunk = this.#take();
     this.writes.eventLoop++;
     const started = performance.now();
     let done = 0;
@@ -370,22 +375,26 @@ export class Spool {
       this.#finish(chunk, err as Error);
       return;
     }
-    const ms = performance.now() - started;
-    if (ms <= this.#loopLimitMs) this.#slowInARow = 0;
-    else {
-      this.writes.slow++;
-      if (++this.#slowInARow >= SLOW_IN_A_ROW) {
-        this.#slowInARow = 0;
-        this.#poolUntil = performance.now() + POOL_PERIOD_MS;
-        this.#options.log(
-          'warn',
-          { ms: Math.round(ms * 10) / 10, limitMs: this.#loopLimitMs, bytes: chunk.bytes },
-          `analytics spool: ${SLOW_IN_A_ROW} writes in a row on the event loop were slow; writing in the thread pool for ${POOL_PERIOD_MS / 1000}s`,
-        );
-      }
-    }
+    this.#timed(performance.now() - started, chunk.bytes);
     this.#finish(chunk, null);
   };
+
+  /** Counts a write on the event loop that took `ms`; SLOW_IN_A_ROW slow ones start a pool period. */
+  #timed(ms: number, bytes: number): void {
+    if (ms <= this.#loopLimitMs) {
+      this.#slowInARow = 0;
+      return;
+    }
+    this.writes.slow++;
+    if (++this.#slowInARow < SLOW_IN_A_ROW) return;
+    this.#slowInARow = 0;
+    this.#poolUntil = performance.now() + POOL_PERIOD_MS;
+    this.#options.log(
+      'warn',
+      { ms: Math.round(ms * 10) / 10, limitMs: this.#loopLimitMs, bytes },
+      `analytics spool: ${SLOW_IN_A_ROW} writes in a row on the event loop were slow; writing in the thread pool for ${POOL_PERIOD_MS / 1000}s`,
+    );
+  }
 
   #writeFrom(chunk: Chunk, done: number): void {
     write(chunk.fd, chunk.buf, done, chunk.bytes - done, null, (err, n) => {
