@@ -102,9 +102,11 @@ async function recordTurns(s: EventShipper, sizes: number[]): Promise<{ released
     for (let i = 0; i < size; i++) {
       const n = ++recorded;
       if (s.holdsResponses)
-        s.recordThen(call(), () => {
-          seen.released++;
-          if (s.stats.spooled < n && s.stats.dropped === 0) seen.early++;
+        s.recordThen(call(), {
+          releaseEnd() {
+            seen.released++;
+            if (s.stats.spooled < n && s.stats.dropped === 0) seen.early++;
+          },
         });
       else s.record(call());
     }

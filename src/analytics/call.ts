@@ -34,12 +34,17 @@ export interface ApiEventRecorder {
    */
   readonly holdsResponses: boolean;
   /**
-   * Records the call and calls `release` (which sends the response's last bytes) once its event is
-   * in the spool file. Group commit: the calls of one event-loop turn share one write(2). `release`
-   * is called exactly once, also when the event cannot be stored (dropped and counted: nothing waits
-   * on a full or failing spool).
+   * Records the call and calls `held.releaseEnd()` (which sends the response's last bytes) once its
+   * event is in the spool file. Group commit: the calls of one event-loop turn share one write(2).
+   * `releaseEnd` is called exactly once, also when the event cannot be stored (dropped and counted:
+   * nothing waits on a full or failing spool).
    */
-  recordThen(call: RecordedCall, release: () => void): void;
+  recordThen(call: RecordedCall, held: HeldEnd): void;
+}
+
+/** A response whose last bytes wait (GatewayResponse): an object, so that no closure is made per call. */
+export interface HeldEnd {
+  releaseEnd(): void;
 }
 
 const authFailures = new Set([

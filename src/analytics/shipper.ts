@@ -1,7 +1,13 @@
 import { promisify } from 'node:util';
 import { constants, gzip, zstdCompress } from 'node:zlib';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { type ApiEventRecorder, type CallWriter, createCallWriter, type RecordedCall } from './call.ts';
+import {
+  type ApiEventRecorder,
+  type CallWriter,
+  createCallWriter,
+  type HeldEnd,
+  type RecordedCall,
+} from './call.ts';
 import { createEventIdGenerator } from './event-id.ts';
 import { Spool, type SpoolLocation, type SpoolWrites } from './spool.ts';
 import type { EncodedBatch, EventTransport } from './transport.ts';
@@ -145,7 +151,7 @@ export class EventShipper implements ApiEventRecorder {
   #turnCalls = 0;
   #turnErrors = 0;
   /** Response ends waiting for this turn's spool write (recordThen). */
-  #held: (() => void)[] = [];
+  #held: HeldEnd[] = [];
   #turnScheduled = false;
   readonly holdsResponses: boolean;
   readonly #writer: CallWriter;
@@ -247,17 +253,17 @@ export class EventShipper implements ApiEventRecorder {
 
   /**
    * A response's end waits for its event's spool write, taken at the end of this event-loop turn
-   * (one write for every response that finished in it, or more). Never throws; `release` runs
+   * (one write for every response that finished in it, or more). Never throws; `releaseEnd` runs
    * exactly once.
    */
-  recordThen(call: RecordedCall, release: () => void): void {
+  recordThen(call: RecordedCall, held: HeldEnd): void {
     if (this.#closed || this.#spool === null) {
       this.record(call);
-      release();
+      held.releaseEnd();
       return;
     }
     this.#append(call);
-    this.#held.push(release);
+    this.#held.push(held);
     if (!this.#turnScheduled) {
       this.#turnScheduled = true;
       setImmediate(this.#flushTurn);
@@ -320,10 +326,10 @@ export class EventShipper implements ApiEventRecorder {
     }
   };
 
-  #release(held: (() => void)[]): void {
+  #release(held: HeldEnd[]): void {
     for (let i = 0; i < held.length; i++) {
       try {
-        held[i]!();
+        held[i]!.releaseEnd();
       } catch (err) {
         this.#o.log('error', { err: (err as Error).message }, 'analytics: releasing a response failed');
       }

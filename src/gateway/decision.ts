@@ -2,13 +2,14 @@
 // Envoy ext_authz over HTTP) describes a request and the gateway answers whether it may go through,
 // running the same admission and pipeline as a proxied request, without forwarding anything.
 
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ProblemCode } from '../errors.ts';
 import { unmapIPv4 } from '../plan/trusted-proxies.ts';
 import type { Plan } from '../plan/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { RequestContext } from './context.ts';
 import { admitDescribed, type DescribedRequest, evaluate } from './explain.ts';
+import type { GatewayListener } from './gateway-response.ts';
 import { sendProblem } from './respond.ts';
 
 /** What the decision endpoint needs from the running gateway. */
@@ -48,8 +49,8 @@ const notAnswerHeaders = new Set([
 export function withDecisionEndpoint(
   state: DecisionState,
   listener: RequestContext['listener'],
-  next: RequestListener,
-): RequestListener {
+  next: GatewayListener,
+): GatewayListener {
   return function handleOrPass(req, res) {
     const decision = state.plan.gateway.decision;
     if (decision === undefined || decision.listener !== listener.name) return next(req, res);

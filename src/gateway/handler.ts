@@ -9,6 +9,7 @@ import type { RequestTrace, RequestTracing } from '../telemetry/tracing.ts';
 import { type AccessEntry, createAccessLog } from '../telemetry/access-log.ts';
 import { type GatewayMetrics, statusClass } from '../telemetry/metrics.ts';
 import type { RequestContext } from './context.ts';
+import type { EndHolder, GatewayResponse } from './gateway-response.ts';
 import { applyResponseHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts';
 import { runPipeline } from './pipeline.ts';
 import { admit, upstreamPath } from './request-context.ts';
@@ -35,8 +36,12 @@ export interface GatewayState {
   readonly tracing?: RequestTracing | null;
 }
 
-/** Per-request bookkeeping for the access log and metrics, and the upstream call in flight. */
-interface Outcome {
+/**
+ * Per-request bookkeeping for the access log and metrics, and the upstream call in flight. It is
+ * also the call handed to analytics (a RecordedCall: its last fields are set by `finishCall`), so
+ * that recording allocates nothing more.
+ */
+interface Outcome extends RecordedCall {
   route: string;
   upstreamMs: number | null;
   bytesIn: number;
@@ -49,8 +54,19 @@ interface Outcome {
   hasBody: boolean;
   /** `performance.now()` when the request arrived. */
   started: number;
-  /** The analytics event was recorded when the response ended (holdResponseEnd). */
+  /** The analytics event was recorded when the response ended (`endHolder`). */
   recorded: boolean;
+  // RecordedCall: known when the request arrives …
+  readonly time: number;
+  readonly requestId: string;
+  readonly ctx: RequestContext | null;
+  readonly method: string;
+  // … and when it ends (finishCall).
+  client: string;
+  status: number;
+  latencyMs: number;
+  traceId: string | null;
+  completed: boolean;
 }
 
 class BodyTooLarge extends Error {
@@ -69,30 +85,39 @@ async function* limitedBody(req: IncomingMessage, max: number, outcome: Outcome)
 export function createRequestHandler(state: GatewayState, listener: RequestContext['listener']) {
   const writeAccess = createAccessLog(state.logger);
   const hooks = relayHooks(state);
-  return function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+  const holder = endHolder(state);
+  return function handleRequest(req: IncomingMessage, res: GatewayResponse): void {
     const started = performance.now();
     const plan = state.plan;
+    const trace = state.tracing ? state.tracing.begin(req.method ?? 'GET', req.headers) : null;
+    const admission = admit(req, plan, listener);
+    const requestId = admission.ok ? admission.ctx.id : admission.requestId;
     const outcome: Outcome = {
       route: '',
       upstreamMs: null,
       bytesIn: 0,
       bytesOut: 0,
       error: null,
-      trace: state.tracing ? state.tracing.begin(req.method ?? 'GET', req.headers) : null,
+      trace,
       relay: null,
       hasBody: false,
       started,
       recorded: false,
+      time: performance.timeOrigin + started,
+      requestId,
+      ctx: admission.ok ? admission.ctx : null,
+      method: req.method ?? '',
+      client: '',
+      status: 0,
+      latencyMs: 0,
+      traceId: null,
+      completed: false,
     };
-    const admission = admit(req, plan, listener);
-    const requestId = admission.ok ? admission.ctx.id : admission.requestId;
-    const analytics = state.analytics;
-    if (analytics?.holdsResponses)
-      holdResponseEnd(analytics, req, res, outcome, admission.ok ? admission.ctx : null, requestId);
+    if (state.analytics?.holdsResponses) res.holdEnd(holder, outcome);
     // The request's only `close` listener (`on`: a response closes once, and `once` costs a wrapper).
     res.on('close', () => {
       outcome.relay?.clientClosed();
-      record(state, writeAccess, req, res, outcome, admission.ok ? admission.ctx : null, requestId, started);
+      record(state, writeAccess, req, res, outcome);
     });
     if (state.draining) res.setHeader('connection', 'close');
     if (!admission.ok) {
@@ -476,22 +501,19 @@ function record(
   req: IncomingMessage,
   res: ServerResponse,
   outcome: Outcome,
-  ctx: RequestContext | null,
-  requestId: string,
-  started: number,
 ): void {
-  const ms = performance.now() - started;
+  const ms = performance.now() - outcome.started;
   const status = res.headersSent ? res.statusCode : 0;
   const route = outcome.route || 'none';
-  state.metrics.observeRequest(route, req.method ?? '', status ? statusClass(status) : 'aborted', ms / 1000);
-  if (!outcome.recorded)
-    state.analytics?.record(recordedCall(req, res, outcome, ctx, requestId, ms, res.writableFinished));
+  const { ctx, requestId } = outcome;
+  state.metrics.observeRequest(route, outcome.method, status ? statusClass(status) : 'aborted', ms / 1000);
+  if (!outcome.recorded) state.analytics?.record(finishCall(outcome, req, res, ms, res.writableFinished));
   outcome.trace?.end(status, ctx?.rule.template ?? null, outcome.error, outcome.upstreamMs);
   if (!state.plan.gateway.accessLog.enabled) return;
   writeAccess({
     requestId,
     route: outcome.route || null,
-    method: req.method ?? '',
+    method: outcome.method,
     host: ctx?.host ?? null,
     path: ctx?.path ?? null,
     status,
@@ -505,62 +527,39 @@ function record(
   });
 }
 
-function recordedCall(
+/** The outcome, complete as the call it is (see Outcome). */
+function finishCall(
+  outcome: Outcome,
   req: IncomingMessage,
   res: ServerResponse,
-  outcome: Outcome,
-  ctx: RequestContext | null,
-  requestId: string,
   ms: number,
   completed: boolean,
 ): RecordedCall {
-  return {
-    time: performance.timeOrigin + outcome.started,
-    requestId,
-    ctx,
-    method: req.method ?? '',
-    client: ctx?.client.address ?? req.socket.remoteAddress ?? '',
-    status: res.headersSent ? res.statusCode : 0,
-    latencyMs: ms,
-    upstreamMs: outcome.upstreamMs,
-    bytesIn: outcome.bytesIn,
-    bytesOut: outcome.bytesOut,
-    error: outcome.error,
-    traceId: outcome.trace?.traceId ?? null,
-    completed,
-  };
+  outcome.client = outcome.ctx?.client.address ?? req.socket.remoteAddress ?? '';
+  outcome.status = res.headersSent ? res.statusCode : 0;
+  outcome.latencyMs = ms;
+  outcome.traceId = outcome.trace?.traceId ?? null;
+  outcome.completed = completed;
+  return outcome;
 }
 
 /**
- * Durable analytics (a spool): the response's `end()` — its last bytes; every path keeps them back
- * until then (ResponseRelay.holdLast, pipeHoldingLast; problem and policy answers are sent whole by
- * `end()`) — waits until the call's event is in the spool file, so a gateway killed at any moment has
- * the event of every call the client got an answer to. The event is made at `end()`: its latency and
- * byte counts are those of that moment (the final flush to the client is not in the latency).
+ * Durable analytics (a spool): a response's `end()` waits (GatewayResponse.holdEnd) until the call's
+ * event is in the spool file, so a gateway killed at any moment has the event of every call the
+ * client got an answer to. The event is made at `end()`: its latency and byte counts are those of
+ * that moment (the final flush to the client is not in the latency). One holder per handler.
  */
-function holdResponseEnd(
-  recorder: ApiEventRecorder,
-  req: IncomingMessage,
-  res: ServerResponse,
-  outcome: Outcome,
-  ctx: RequestContext | null,
-  requestId: string,
-): void {
-  const end = res.end;
-  res.end = ((chunk?: unknown, encoding?: unknown, cb?: unknown) => {
-    res.end = end;
-    const send = end as (
-      this: ServerResponse,
-      chunk: unknown,
-      encoding: unknown,
-      cb: unknown,
-    ) => ServerResponse;
-    if (outcome.recorded || res.destroyed) return send.call(res, chunk, encoding, cb);
-    outcome.recorded = true;
-    const ms = performance.now() - outcome.started;
-    recorder.recordThen(recordedCall(req, res, outcome, ctx, requestId, ms, true), () => {
-      if (!res.destroyed) send.call(res, chunk, encoding, cb);
-    });
-    return res;
-  }) as ServerResponse['end'];
+function endHolder(state: GatewayState): EndHolder<Outcome> {
+  return {
+    ended(res, outcome) {
+      const recorder = state.analytics;
+      if (outcome.recorded || !recorder) {
+        res.releaseEnd();
+        return;
+      }
+      outcome.recorded = true;
+      const ms = performance.now() - outcome.started;
+      recorder.recordThen(finishCall(outcome, res.req, res, ms, true), res);
+    },
+  };
 }

@@ -1,5 +1,6 @@
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Plan } from '../plan/types.ts';
+import type { GatewayListener } from './gateway-response.ts';
 
 export const jwksPath = '/.well-known/jwks.json';
 
@@ -34,8 +35,8 @@ export function sendJwks(res: ServerResponse, body: string): void {
 export function withJwksEndpoint(
   state: { readonly plan: Plan },
   listenerName: string,
-  next: RequestListener,
-): RequestListener {
+  next: GatewayListener,
+): GatewayListener {
   return function jwksOrPass(req, res) {
     const issuer = state.plan.tokens;
     if (issuer === null || issuer.publishOn !== listenerName || !isJwksRequest(req)) return next(req, res);

@@ -1,8 +1,9 @@
-import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { CompiledListener, Plan } from '../plan/types.ts';
 import { contextForServerName } from '../plan/tls.ts';
 import { handleClientError } from './client-errors.ts';
+import { type GatewayListener, GatewayResponse } from './gateway-response.ts';
 
 /**
  * Creates the server of one listener. Certificates are looked up on the current plan at each
@@ -12,7 +13,7 @@ import { handleClientError } from './client-errors.ts';
 export function createListenerServer(
   listener: CompiledListener,
   plan: () => Plan,
-  onRequest: RequestListener,
+  onRequest: GatewayListener,
 ): Server {
   const { limits } = plan();
   const options = {
@@ -24,6 +25,7 @@ export function createListenerServer(
     requireHostHeader: true,
     joinDuplicateHeaders: false,
     insecureHTTPParser: false,
+    ServerResponse: GatewayResponse,
   };
   let server: Server;
   if (listener.tls) {
