@@ -57,7 +57,9 @@ function get(port: number, path: string) {
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-test('a held end() sends its bytes only once released; a second end() meanwhile changes nothing', { timeout: 10_000 }, async () => {
+test('a held end() sends its bytes only once released; a second end() meanwhile changes nothing', {
+  timeout: 10_000,
+}, async () => {
   const { port, nextHeld } = await holdingServer((res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.write('first part, ');
@@ -76,7 +78,9 @@ test('a held end() sends its bytes only once released; a second end() meanwhile 
   res.releaseEnd(); // nothing held any more: no second end, no error
 });
 
-test('end() with a callback only: the callback runs once the released end is flushed', { timeout: 10_000 }, async () => {
+test('end() with a callback only: the callback runs once the released end is flushed', {
+  timeout: 10_000,
+}, async () => {
   let flushed = 0;
   const { port, nextHeld } = await holdingServer((res) => {
     res.writeHead(204);
@@ -92,7 +96,9 @@ test('end() with a callback only: the callback runs once the released end is flu
   assert.equal(flushed, 1);
 });
 
-test('the client leaves while the end is held: the release sends nothing and throws nothing', { timeout: 10_000 }, async () => {
+test('the client leaves while the end is held: the release sends nothing and throws nothing', {
+  timeout: 10_000,
+}, async () => {
   const { port, nextHeld } = await holdingServer((res) => {
     res.writeHead(200, { 'content-length': '10' });
     res.write('12345');

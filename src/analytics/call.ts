@@ -1,6 +1,7 @@
 import type { RequestContext } from '../gateway/context.ts';
 import type { CompiledRule } from '../plan/types.ts';
 import { type ApiEvent, needsEscape, str } from './event.ts';
+import { createEventIdWriter, EVENT_ID_BYTES, type EventIdWriter } from './event-id.ts';
 
 /**
  * What the request path hands over when a response finishes: references to what it already holds
@@ -216,10 +217,11 @@ function put(buf: Buffer, at: number, bytes: Buffer): number {
  */
 export interface CallWriter {
   /**
-   * Writes the event into `into.buf` at `at` — first replacing the buffer with a bigger one (the bytes
-   * before `at` copied) when the event might not fit — and returns where it ends.
+   * Writes the event, with the next event id, into `into.buf` at `at` — first replacing the buffer
+   * with a bigger one (the bytes before `at` copied) when the event might not fit — and returns where
+   * it ends.
    */
-  write(call: RecordedCall, id: string, into: { buf: Buffer }, at: number): number;
+  write(call: RecordedCall, into: { buf: Buffer }, at: number): number;
 }
 
 interface RuleFragments {
@@ -230,7 +232,10 @@ interface RuleFragments {
   readonly limited: boolean;
 }
 
-export function createCallWriter(gateway: string): CallWriter {
+export function createCallWriter(
+  gateway: string,
+  writeId: EventIdWriter = createEventIdWriter(),
+): CallWriter {
   const gatewayJson = str(gateway);
   const unrouted: RuleFragments = {
     head: ascii(`,"gateway":${gatewayJson},"api":null,"route":null,"rule":null,"consumer":`),
@@ -259,14 +264,14 @@ export function createCallWriter(gateway: string): CallWriter {
   };
   // The most bytes the call's event may take: escaped as \uXXXX a character takes 6.
   const strBytes = (text: string | null | undefined) => (text ? text.length * 6 + 2 : 4);
-  const bound = (call: RecordedCall, id: string, f: RuleFragments) => {
+  const bound = (call: RecordedCall, f: RuleFragments) => {
     const ctx = call.ctx;
     const identity = ctx === null ? null : ctx.identity;
     return (
       FIXED_BYTES +
       f.head.length +
       f.path.length +
-      id.length +
+      EVENT_ID_BYTES +
       call.method.length +
       strBytes(call.requestId) +
       strBytes(call.client) +
@@ -279,11 +284,11 @@ export function createCallWriter(gateway: string): CallWriter {
     );
   };
   return {
-    write(call, id, into, at) {
+    write(call, into, at) {
       const ctx = call.ctx;
       const identity = ctx === null ? null : ctx.identity;
       const f = ctx === null ? unrouted : ruleFragments(ctx);
-      const need = at + bound(call, id, f);
+      const need = at + bound(call, f);
       if (need > into.buf.length) {
         const grown = Buffer.allocUnsafe(Math.max(need, into.buf.length * 2));
         into.buf.copy(grown, 0, 0, at);
@@ -295,7 +300,7 @@ export function createCallWriter(gateway: string): CallWriter {
       const upstream = call.upstreamMs === null ? null : Math.max(0, call.upstreamMs);
       const gatewayMs = upstream === null ? latency : latency > upstream ? latency - upstream : 0;
       at = put(buf, at, F.open);
-      at += buf.write(id, at, 'latin1');
+      at = writeId(buf, at, call.time);
       at = put(buf, at, F.time);
       at = putInt(buf, at, Math.floor(call.time));
       at = put(buf, at, F.requestId);
@@ -306,7 +311,7 @@ export function createCallWriter(gateway: string): CallWriter {
       at = putString(buf, at, identity?.subject);
       at = put(buf, at, F.client);
       at = putString(buf, at, call.client);
-      // Unescaped: the id (hex) and the method (an HTTP token); every other string goes through putString.
+      // Unescaped: the method (an HTTP token; the id is hex); every other string goes through putString.
       at = put(buf, at, F.method);
       at += buf.write(call.method, at, 'latin1');
       at = put(buf, at, F.host);

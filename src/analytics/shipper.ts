@@ -8,7 +8,6 @@ import {
   type HeldEnd,
   type RecordedCall,
 } from './call.ts';
-import { createEventIdGenerator } from './event-id.ts';
 import { Spool, type SpoolLocation, type SpoolWrites } from './spool.ts';
 import type { EncodedBatch, EventTransport } from './transport.ts';
 
@@ -144,7 +143,6 @@ export class EventShipper implements ApiEventRecorder {
   readonly #o: ShipperOptions;
   readonly #now: () => number;
   readonly #random: () => number;
-  readonly #nextId: (timeMs: number) => string;
   readonly #spool: Spool | null;
   readonly #pending = new Map<number, Pending>();
   /** Calls recorded this event-loop turn (their events are already in the open batch). */
@@ -191,7 +189,6 @@ export class EventShipper implements ApiEventRecorder {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
-    this.#nextId = createEventIdGenerator();
     this.#writer = createCallWriter(options.gateway);
     this.#batchHead = Buffer.from(`{"v":1,"gateway":${JSON.stringify(options.gateway)},"events":[`);
     this.#metrics = options.registry ? shipperMetrics(options.registry, this) : null;
@@ -293,7 +290,7 @@ export class EventShipper implements ApiEventRecorder {
     try {
       // Event JSON is pure ASCII (event.ts `str`), written straight into the batch (grown if need be).
       const start = b.count > 0 ? at + 1 : at;
-      const end = this.#writer.write(call, this.#nextId(call.time), b, start);
+      const end = this.#writer.write(call, b, start);
       if (b.count > 0)
         b.buf[at] = 0x2c; // ','
       else b.openedAt = this.#now();
