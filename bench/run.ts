@@ -34,6 +34,7 @@ import {
   killAllNow,
   rssMiB,
   start,
+  stop,
   threadCpuMs,
   stopAll,
   waitForLogLine,
@@ -54,10 +55,12 @@ const benchDir = fileURLToPath(new URL('./', import.meta.url));
 const cliPath = join(repoRoot, 'src/cli/main.ts');
 const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 
-/** Longest the load phase may be planned for; with startup and cleanup the run stays under 4 minutes. */
-const MAX_PLANNED_SECONDS = 200;
+/** Longest the load phase may be planned for (restarts included): the run stays under ~11 minutes. */
+const MAX_PLANNED_SECONDS = 600;
 /** Startup (the 10 000-rule gateway takes a few seconds) and cleanup on top of the planned load. */
 const OVERHEAD_SECONDS = 35;
+/** Allowed for one restart of a target (`--lives`): stop, start, readiness. */
+const RESTART_SECONDS = 10;
 const PAUSE_MS = 300;
 
 type TargetId =
@@ -127,6 +130,8 @@ interface Target {
   child: Child;
   startupMs: number;
   logFile: string | null;
+  /** Stops the process and starts an identical one (same config; `baseUrl` may change); its start-up ms. */
+  restart: () => Promise<number>;
 }
 
 interface RunResult {
@@ -152,6 +157,12 @@ interface Options {
   /** Fixed offered load in req/s (autocannon overallRate); null: as fast as the target answers. */
   rate: number | null;
   rounds: number;
+  /**
+   * Processes per target, one after another: each is started afresh, warmed up and measured for
+   * `rounds` rounds. Identical processes differ by up to ~10 % in CPU per request, for the whole of
+   * their lives (bench/RESULTS.md), so one process per target is one draw of that luck.
+   */
+  lives: number;
   connections: number;
   warmup: number;
   rules: number;
@@ -175,6 +186,7 @@ function parseOptions(argv: string[]): Options {
       duration: { type: 'string', default: '5' },
       rate: { type: 'string' },
       rounds: { type: 'string', default: '3' },
+      lives: { type: 'string', default: '1' },
       connections: { type: 'string', default: '32' },
       warmup: { type: 'string', default: '6' },
       rules: { type: 'string', default: '10000' },
@@ -189,7 +201,8 @@ function parseOptions(argv: string[]): Options {
   });
   if (values.help) {
     process.stdout.write(
-      'node bench/run.ts [--duration s] [--rounds n] [--connections n] [--warmup s] [--rules n] [--rate req/s]\n' +
+      'node bench/run.ts [--duration s] [--rounds n] [--lives n] [--connections n] [--warmup s] [--rules n]\n' +
+        '                  [--rate req/s]\n' +
         `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n` +
         '                  [--ingest sink|real]\n' +
         "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n",
@@ -215,6 +228,7 @@ function parseOptions(argv: string[]): Options {
     duration: num('duration', values.duration, 1, 60),
     rate: values.rate === undefined ? null : Math.round(num('rate', values.rate, 100, 100_000)),
     rounds: Math.round(num('rounds', values.rounds, 1, 20)),
+    lives: Math.round(num('lives', values.lives, 1, 10)),
     connections: Math.round(num('connections', values.connections, 1, 1024)),
     warmup: num('warmup', values.warmup, 0, 30),
     rules: Math.round(num('rules', values.rules, 10, 100_000)),
@@ -277,62 +291,87 @@ async function startGatehouse(
     ...nodeFlags,
     ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, id)] : []),
   ];
-  const started = performance.now();
-  const child = start(
-    label,
-    process.execPath,
-    [...nodeArgs, cliPath, 'gateway', '--config', dir, '--no-watch'],
-    { cwd: repoRoot, logFile },
-  );
-  // The gateway validates the generated config and exits non-zero with the errors if it is invalid.
-  await waitForLogLine(child, logFile, /"msg":"gateway ready"/, 90_000);
-  // Readiness also waits for identity providers' keys (the JWT target's key set, fetched at startup).
-  await waitUntil(
-    child,
-    () =>
-      probe(`http://127.0.0.1:${adminPort}`, {}, '/readyz').then(
-        (r) => (r.status === 200 ? true : null),
-        () => null,
-      ),
-    30_000,
-    '/readyz to answer 200',
-    logFile,
-  );
-  const startupMs = performance.now() - started;
-  return {
-    target: { id, label, baseUrl: `http://127.0.0.1:${port}`, headers, child, startupMs, logFile },
-    benchRouteId: config.benchRouteId,
+  const launch = async () => {
+    const child = start(
+      label,
+      process.execPath,
+      [...nodeArgs, cliPath, 'gateway', '--config', dir, '--no-watch'],
+      { cwd: repoRoot, logFile },
+    );
+    // The gateway validates the generated config and exits non-zero with the errors if it is invalid.
+    await waitForLogLine(child, logFile, /"msg":"gateway ready"/, 90_000);
+    // Readiness also waits for identity providers' keys (the JWT target's key set, fetched at startup).
+    await waitUntil(
+      child,
+      () =>
+        probe(`http://127.0.0.1:${adminPort}`, {}, '/readyz').then(
+          (r) => (r.status === 200 ? true : null),
+          () => null,
+        ),
+      30_000,
+      '/readyz to answer 200',
+      logFile,
+    );
+    return { child, baseUrl: `http://127.0.0.1:${port}` };
   };
+  const started = performance.now();
+  const target: Target = {
+    id,
+    label,
+    headers,
+    ...(await launch()),
+    startupMs: performance.now() - started,
+    logFile,
+    // The same config, ports and spool directory (a spool left by the stopped process is replayed).
+    restart: () => relaunch(target, launch),
+  };
+  return { target, benchRouteId: config.benchRouteId };
+}
+
+/** `restart` of a target: stops its process (SIGTERM), then starts the next; the start-up's ms. */
+async function relaunch(
+  target: Target,
+  launch: () => Promise<{ child: Child; baseUrl: string }>,
+): Promise<number> {
+  await stop(target.child);
+  const started = performance.now();
+  const { child, baseUrl } = await launch();
+  target.child = child;
+  target.baseUrl = baseUrl;
+  return performance.now() - started;
 }
 
 async function startBare(upstreamUrl: string, cpuProfDir: string | null): Promise<Target> {
+  const launch = async () => {
+    const child = start(
+      'bare node:http + undici',
+      process.execPath,
+      [
+        // The same V8 flags as the gateway ships with: the floor is measured on the same footing.
+        ...gatewayNodeFlags,
+        ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'bare')] : []),
+        join(benchDir, 'bare-proxy.ts'),
+        '--upstream',
+        upstreamUrl,
+        '--connections',
+        '256',
+        '--exit-with-stdin',
+      ],
+      { stdinPipe: true },
+    );
+    return { child, baseUrl: `http://127.0.0.1:${await waitForReadyPort(child)}` };
+  };
   const started = performance.now();
-  const child = start(
-    'bare node:http + undici',
-    process.execPath,
-    [
-      // The same V8 flags as the gateway ships with: the floor is measured on the same footing.
-      ...gatewayNodeFlags,
-      ...(cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, 'bare')] : []),
-      join(benchDir, 'bare-proxy.ts'),
-      '--upstream',
-      upstreamUrl,
-      '--connections',
-      '256',
-      '--exit-with-stdin',
-    ],
-    { stdinPipe: true },
-  );
-  const port = await waitForReadyPort(child);
-  return {
+  const target: Target = {
     id: 'bare',
-    label: child.name,
-    baseUrl: `http://127.0.0.1:${port}`,
+    label: 'bare node:http + undici',
     headers: {},
-    child,
+    ...(await launch()),
     startupMs: performance.now() - started,
     logFile: null,
+    restart: () => relaunch(target, launch),
   };
+  return target;
 }
 
 async function startNginx(workDir: string, upstreamPort: number): Promise<Target> {
@@ -341,29 +380,33 @@ async function startNginx(workDir: string, upstreamPort: number): Promise<Target
   const port = await freePort();
   const conf = writeNginxConfig(prefix, port, upstreamPort);
   const errorLog = join(prefix, 'error.log');
-  const started = performance.now();
-  const child = start('nginx', NGINX, ['-p', prefix, '-c', conf, '-e', errorLog, '-g', 'daemon off;']);
   const baseUrl = `http://127.0.0.1:${port}`;
-  await waitUntil(
-    child,
-    () =>
-      probe(baseUrl).then(
-        (r) => (r.status === 200 ? true : null),
-        () => null,
-      ),
-    10_000,
-    'its port to answer',
-    errorLog,
-  );
-  return {
+  const launch = async () => {
+    const child = start('nginx', NGINX, ['-p', prefix, '-c', conf, '-e', errorLog, '-g', 'daemon off;']);
+    await waitUntil(
+      child,
+      () =>
+        probe(baseUrl).then(
+          (r) => (r.status === 200 ? true : null),
+          () => null,
+        ),
+      10_000,
+      'its port to answer',
+      errorLog,
+    );
+    return { child, baseUrl };
+  };
+  const started = performance.now();
+  const target: Target = {
     id: 'nginx',
     label: 'nginx',
-    baseUrl,
     headers: {},
-    child,
+    ...(await launch()),
     startupMs: performance.now() - started,
     logFile: null,
+    restart: () => relaunch(target, launch),
   };
+  return target;
 }
 
 /** What the JWT target authenticates against, and the one token every one of its requests carries. */
@@ -652,6 +695,14 @@ function renderTable(summaries: Summary[], ratios: Ratio[], basis: Basis): strin
 let cleaningUp: Promise<void> | null = null;
 let workDirToRemove: string | null = null;
 
+/** Median and longest restart, in ms, over every target. */
+function restartSummary(restartMs: Map<TargetId, number[]>): string {
+  const all = [...restartMs.values()].flat();
+  return all.length
+    ? `${fmt.int(median(all))} ms median, ${fmt.int(Math.max(...all))} ms at most`
+    : 'no time';
+}
+
 function cleanup(): Promise<void> {
   cleaningUp ??= (async () => {
     current?.stop();
@@ -688,8 +739,10 @@ async function main(): Promise<number> {
   const loadAtStart = loadavg()[0]!;
   const targets = opts.targets;
   const plannedSeconds =
-    targets.length * (opts.warmup + opts.rounds * opts.duration) +
-    (targets.length * (opts.rounds + 1) * PAUSE_MS) / 1000;
+    opts.lives *
+      (targets.length * (opts.warmup + opts.rounds * opts.duration) +
+        (targets.length * (opts.rounds + 1) * PAUSE_MS) / 1000) +
+    (opts.lives - 1) * targets.length * RESTART_SECONDS;
   if (plannedSeconds > MAX_PLANNED_SECONDS) {
     process.stderr.write(
       `bench: the load would take ${Math.round(plannedSeconds)} s, above the ${MAX_PLANNED_SECONDS} s bound; ` +
@@ -827,59 +880,72 @@ async function main(): Promise<number> {
 
   // Every target must answer the benched request with the upstream's body before it is measured, and
   // Gatehouse must have routed it to the intended rule (not to some other rule that happens to match).
-  for (const t of started) {
-    const r = await probe(t.baseUrl, t.headers);
-    if (r.status !== 200 || r.body !== UPSTREAM_BODY) {
-      throw new Error(`${t.label}: probe answered ${r.status} ${r.body.slice(0, 300)}`);
-    }
-    // The JWT route must really authenticate: without the token, or with a tampered one, it is a 401.
-    if (t.id === 'gatehouse-jwt') {
-      const token = identity!.token;
-      const tampered = `${token.slice(0, -4)}${token.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
-      for (const [what, headers] of [
-        ['without a token', {}],
-        ['with a tampered token', { authorization: `Bearer ${tampered}` }],
-      ] as const) {
-        const refused = await probe(t.baseUrl, headers);
-        if (refused.status !== 401)
-          throw new Error(`${t.label}: ${what} answered ${refused.status}, expected 401`);
+  const checkTargets = async () => {
+    for (const t of started) {
+      const r = await probe(t.baseUrl, t.headers);
+      if (r.status !== 200 || r.body !== UPSTREAM_BODY) {
+        throw new Error(`${t.label}: probe answered ${r.status} ${r.body.slice(0, 300)}`);
+      }
+      // The JWT route must really authenticate: without the token, or with a tampered one, it is a 401.
+      if (t.id === 'gatehouse-jwt') {
+        const token = identity!.token;
+        const tampered = `${token.slice(0, -4)}${token.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+        for (const [what, headers] of [
+          ['without a token', {}],
+          ['with a tampered token', { authorization: `Bearer ${tampered}` }],
+        ] as const) {
+          const refused = await probe(t.baseUrl, headers);
+          if (refused.status !== 401)
+            throw new Error(`${t.label}: ${what} answered ${refused.status}, expected 401`);
+        }
+      }
+      const routeId = routeIds.get(t.id);
+      if (routeId && t.logFile) {
+        // The 200 itself (the JWT target's refused probes log the same route with a 401).
+        await waitForLogLine(t.child, t.logFile, new RegExp(`"route":"${routeId}".*"status":200,`), 5_000);
       }
     }
-    const routeId = routeIds.get(t.id);
-    if (routeId && t.logFile) {
-      // The 200 itself (the JWT target's refused probes log the same route with a 401).
-      await waitForLogLine(t.child, t.logFile, new RegExp(`"route":"${routeId}".*"status":200,`), 5_000);
-    }
-  }
-  log('every target answers the benched request with the upstream body');
+    log('every target answers the benched request with the upstream body');
+  };
+  await checkTargets();
 
   const invalid: string[] = [];
-  if (opts.warmup > 0) {
-    for (const t of started) {
-      log(`warm-up ${t.label} (${opts.warmup}s)`);
-      const r = await drive(t, opts.warmup, opts.connections, opts.rate);
-      // Not at --rate: autocannon takes a moment to reach it, and the warm-up is not measured.
-      for (const reason of invalidReasons(r, null)) invalid.push(`${t.label}, warm-up: ${reason}`);
-      await new Promise((res) => setTimeout(res, PAUSE_MS));
-    }
-  }
-
   const runs = new Map<TargetId, RunResult[]>(started.map((t) => [t.id, []]));
-  for (let round = 0; round < opts.rounds; round++) {
-    // Rotate the order each round so that no target always runs first or right after the same one.
-    const order = started.map((_, i) => started[(i + round) % started.length]!);
-    for (const t of order) {
-      const r = await drive(t, opts.duration, opts.connections, opts.rate);
-      runs.get(t.id)!.push(r);
-      const reasons = invalidReasons(r, opts.rate);
-      for (const reason of reasons) invalid.push(`${t.label}, round ${round + 1}: ${reason}`);
-      log(
-        `round ${round + 1}/${opts.rounds} ${t.label}: ${fmt.int(r.rps)} req/s, p50 ${fmt.ms(r.p50)} ms, ` +
-          `p99 ${fmt.ms(r.p99)} ms, CPU µs/req ${fmt.one(r.cpuUsPerReq)} (upstream ` +
-          `${fmt.one(r.upstreamCpuUsPerReq)}, load gen ${fmt.one(r.loadgenCpuUsPerReq)})` +
-          `${reasons.length ? ' INVALID' : ''}`,
-      );
-      await new Promise((res) => setTimeout(res, PAUSE_MS));
+  const restartMs = new Map<TargetId, number[]>(started.map((t) => [t.id, []]));
+  for (let life = 0; life < opts.lives; life++) {
+    const lifeLabel = opts.lives > 1 ? ` (process ${life + 1}/${opts.lives})` : '';
+    if (life > 0) {
+      for (const t of started) {
+        log(`restarting ${t.label}`);
+        restartMs.get(t.id)!.push(await t.restart());
+      }
+      await checkTargets();
+    }
+    if (opts.warmup > 0) {
+      for (const t of started) {
+        log(`warm-up ${t.label}${lifeLabel} (${opts.warmup}s)`);
+        const r = await drive(t, opts.warmup, opts.connections, opts.rate);
+        // Not at --rate: autocannon takes a moment to reach it, and the warm-up is not measured.
+        for (const reason of invalidReasons(r, null)) invalid.push(`${t.label}, warm-up: ${reason}`);
+        await new Promise((res) => setTimeout(res, PAUSE_MS));
+      }
+    }
+    for (let round = life * opts.rounds; round < (life + 1) * opts.rounds; round++) {
+      // Rotate the order each round so that no target always runs first or right after the same one.
+      const order = started.map((_, i) => started[(i + round) % started.length]!);
+      for (const t of order) {
+        const r = await drive(t, opts.duration, opts.connections, opts.rate);
+        runs.get(t.id)!.push(r);
+        const reasons = invalidReasons(r, opts.rate);
+        for (const reason of reasons) invalid.push(`${t.label}, round ${round + 1}: ${reason}`);
+        log(
+          `round ${round + 1}/${opts.rounds * opts.lives} ${t.label}: ${fmt.int(r.rps)} req/s, p50 ${fmt.ms(r.p50)} ms, ` +
+            `p99 ${fmt.ms(r.p99)} ms, CPU µs/req ${fmt.one(r.cpuUsPerReq)} (upstream ` +
+            `${fmt.one(r.upstreamCpuUsPerReq)}, load gen ${fmt.one(r.loadgenCpuUsPerReq)})` +
+            `${reasons.length ? ' INVALID' : ''}`,
+        );
+        await new Promise((res) => setTimeout(res, PAUSE_MS));
+      }
     }
   }
 
@@ -964,7 +1030,11 @@ async function main(): Promise<number> {
       `autocannon 9; 1-min load average ${loadAtStart.toFixed(2)} at start, ${loadavg()[0]!.toFixed(2)} at end`,
     `load: GET ${BENCH_PATH} (Host: ${BENCH_HOST}), ${opts.connections} connections, pipelining 1, ` +
       (opts.rate === null ? '' : `fixed rate ${fmt.int(opts.rate)} req/s (ratios of CPU per request), `) +
-      `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; ` +
+      (opts.lives === 1
+        ? `${opts.duration}s × ${opts.rounds} interleaved rounds after a ${opts.warmup}s warm-up per target; `
+        : `${opts.lives} processes per target one after another, each warmed up ${opts.warmup}s then ` +
+          `${opts.duration}s × ${opts.rounds} interleaved rounds (${opts.lives * opts.rounds} rounds in all; ` +
+          `restarts took ${restartSummary(restartMs)}); `) +
       `upstream body ${Buffer.byteLength(UPSTREAM_BODY)} bytes` +
       (identity
         ? `; the JWT target also gets Authorization: Bearer <one ES256 JWT, ${identity.token.length} bytes>, ` +
@@ -1017,7 +1087,11 @@ async function main(): Promise<number> {
           options: opts,
           valid: invalid.length === 0,
           invalid,
-          targets: summaries.map((s) => ({ ...s, target: { id: s.target.id, label: s.target.label } })),
+          targets: summaries.map((s) => ({
+            ...s,
+            target: { id: s.target.id, label: s.target.label },
+            restartMs: restartMs.get(s.target.id),
+          })),
           ratios,
         },
         null,
