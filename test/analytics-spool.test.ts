@@ -188,6 +188,9 @@ test('the fast serialiser writes the same valid v1 event as the schema’s seria
     { ...call, error: 'rate_limited', status: 429 },
     { ...call, error: 'rate_limit_unavailable', status: 503, traceId: null },
     { ...call, ctx: { ...ctx, identity: null }, error: 'upstream_timeout', status: 504 },
+    // The common call (no identity, no error) and methods with and without a cached fragment.
+    { ...call, ctx: { ...ctx, identity: null }, method: 'PROPFIND' },
+    { ...call, ctx: { ...ctx, identity: null }, method: 'M-SEARCH', traceId: null },
   ];
   for (const v of variants) {
     const json = written(v);

@@ -123,15 +123,28 @@ const ascii = (text: string) => Buffer.from(text, 'latin1');
 
 const AUTH_RESULTS = ['ok', 'failed', 'unavailable', 'none'] as const;
 const RATE_LIMITS = ['none', 'allowed', 'limited', 'unavailable'] as const;
+type ResultFragments = Record<ApiEvent['authResult'], Record<ApiEvent['rateLimit'], Buffer>>;
+const byResults = (fragment: (auth: string, limit: string) => string) =>
+  Object.fromEntries(
+    AUTH_RESULTS.map((a) => [a, Object.fromEntries(RATE_LIMITS.map((r) => [r, ascii(fragment(a, r))]))]),
+  ) as ResultFragments;
 /** `,"authResult":…,"rateLimit":…,"error":` for every pair of results: one copy, not four writes. */
-const resultFragments = Object.fromEntries(
-  AUTH_RESULTS.map((a) => [
-    a,
-    Object.fromEntries(
-      RATE_LIMITS.map((r) => [r, ascii(`,"authResult":"${a}","rateLimit":"${r}","error":`)]),
-    ),
-  ]),
-) as Record<ApiEvent['authResult'], Record<ApiEvent['rateLimit'], Buffer>>;
+const resultFragments = byResults((a, r) => `,"authResult":"${a}","rateLimit":"${r}","error":`);
+/** The same from `,"authMethod":` to `,"traceId":` for the common call: no identity, no error. */
+const quietResultFragments = byResults(
+  (a, r) => `,"authMethod":null,"authResult":"${a}","rateLimit":"${r}","error":null,"traceId":`,
+);
+/** `,"method":"…","host":` for the methods seen (HTTP tokens: no escaping), a bounded few. */
+const methodFragments = new Map<string, Buffer>();
+const METHOD_FRAGMENTS = 32;
+function methodFragment(method: string): Buffer | undefined {
+  let f = methodFragments.get(method);
+  if (f === undefined && methodFragments.size < METHOD_FRAGMENTS && /^[A-Z]{1,16}$/.test(method)) {
+    f = ascii(`,"method":"${method}","host":`);
+    methodFragments.set(method, f);
+  }
+  return f;
+}
 const F = {
   open: ascii('{"v":1,"id":"'),
   time: ascii('","time":'),
@@ -227,6 +240,8 @@ export interface CallWriter {
 interface RuleFragments {
   /** `,"gateway":…,"api":…,"route":…,"rule":…,"consumer":` */
   readonly head: Buffer;
+  /** The head, then `null,"subject":null,"client":`: a call without an identity. */
+  readonly anonymousHead: Buffer;
   /** `,"pathTemplate":…,"pathParams":[…],"status":` */
   readonly path: Buffer;
   readonly limited: boolean;
@@ -237,8 +252,11 @@ export function createCallWriter(
   writeId: EventIdWriter = createEventIdWriter(),
 ): CallWriter {
   const gatewayJson = str(gateway);
+  const anonymous = (head: string) => ascii(`${head}null,"subject":null,"client":`);
+  const unroutedHead = `,"gateway":${gatewayJson},"api":null,"route":null,"rule":null,"consumer":`;
   const unrouted: RuleFragments = {
-    head: ascii(`,"gateway":${gatewayJson},"api":null,"route":null,"rule":null,"consumer":`),
+    head: ascii(unroutedHead),
+    anonymousHead: anonymous(unroutedHead),
     path: ascii(',"pathTemplate":null,"pathParams":[],"status":'),
     limited: false,
   };
@@ -250,11 +268,12 @@ export function createCallWriter(
     if (f === undefined) {
       const { api, rule: index } = splitRuleId(rule.id);
       const names = Object.keys(ctx.params).map(str).join(',');
+      const head =
+        `,"gateway":${gatewayJson},"api":${str(api)},"route":${str(rule.id)},` +
+        `"rule":${index === null ? 'null' : index},"consumer":`;
       f = {
-        head: ascii(
-          `,"gateway":${gatewayJson},"api":${str(api)},"route":${str(rule.id)},` +
-            `"rule":${index === null ? 'null' : index},"consumer":`,
-        ),
+        head: ascii(head),
+        anonymousHead: anonymous(head),
         path: ascii(`,"pathTemplate":${str(rule.template)},"pathParams":[${names}],"status":`),
         limited: hasLimit(rule),
       };
@@ -305,16 +324,23 @@ export function createCallWriter(
       at = putInt(buf, at, Math.floor(call.time));
       at = put(buf, at, F.requestId);
       at = putString(buf, at, call.requestId);
-      at = put(buf, at, f.head);
-      at = putString(buf, at, identity?.consumer?.name);
-      at = put(buf, at, F.subject);
-      at = putString(buf, at, identity?.subject);
-      at = put(buf, at, F.client);
+      if (identity === null) at = put(buf, at, f.anonymousHead);
+      else {
+        at = put(buf, at, f.head);
+        at = putString(buf, at, identity.consumer?.name);
+        at = put(buf, at, F.subject);
+        at = putString(buf, at, identity.subject);
+        at = put(buf, at, F.client);
+      }
       at = putString(buf, at, call.client);
-      // Unescaped: the method (an HTTP token; the id is hex); every other string goes through putString.
-      at = put(buf, at, F.method);
-      at += buf.write(call.method, at, 'latin1');
-      at = put(buf, at, F.host);
+      const method = methodFragment(call.method);
+      if (method !== undefined) at = put(buf, at, method);
+      else {
+        // Unescaped: the method (an HTTP token; the id is hex); every other string goes through putString.
+        at = put(buf, at, F.method);
+        at += buf.write(call.method, at, 'latin1');
+        at = put(buf, at, F.host);
+      }
       at = putString(buf, at, ctx === null ? null : ctx.host);
       at = put(buf, at, f.path);
       at = putInt(buf, at, call.status);
@@ -328,11 +354,16 @@ export function createCallWriter(
       at = putInt(buf, at, call.bytesIn);
       at = put(buf, at, F.bytesOut);
       at = putInt(buf, at, call.bytesOut);
-      at = put(buf, at, F.authMethod);
-      at = identity === null ? put(buf, at, F.null) : putString(buf, at, identity.method);
-      at = put(buf, at, resultFragments[authResult(call)][rateLimitResult(call, f.limited)]);
-      at = error === null ? put(buf, at, F.null) : putString(buf, at, error);
-      at = put(buf, at, F.traceId);
+      const auth = authResult(call);
+      const limit = rateLimitResult(call, f.limited);
+      if (identity === null && error === null) at = put(buf, at, quietResultFragments[auth][limit]);
+      else {
+        at = put(buf, at, F.authMethod);
+        at = identity === null ? put(buf, at, F.null) : putString(buf, at, identity.method);
+        at = put(buf, at, resultFragments[auth][limit]);
+        at = error === null ? put(buf, at, F.null) : putString(buf, at, error);
+        at = put(buf, at, F.traceId);
+      }
       at = call.traceId === null ? put(buf, at, F.null) : putString(buf, at, call.traceId);
       return put(buf, at, call.completed ? F.completed : F.incomplete);
     },
