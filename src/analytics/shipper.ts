@@ -15,16 +15,18 @@ const gzipAsync = promisify(gzip);
 const zstdAsync = promisify(zstdCompress);
 /**
  * Compression options for a batch of `bytes`: the fastest level (for zstd also the smallest output on
- * event JSON; gzip's is ~10 % bigger than its default level's at half the CPU) and one output buffer
- * the size of the input, so that the batch is compressed in one thread-pool round trip, not one per
- * 16 KiB of output: on a 2-core VM each round trip costs more than compressing 100 KB
- * (bench/RESULTS.md).
+ * event JSON; gzip's is ~10 % bigger than its default level's at half the CPU) and an output buffer of
+ * a quarter of the input (event JSON compresses 8–9×), so that the batch is compressed in one
+ * thread-pool round trip, not one per 16 KiB of output: on a 2-core VM each round trip costs more than
+ * compressing 100 KB. Not the input's size: a short-lived buffer that large per batch made V8 run more
+ * full collections (bench/RESULTS.md).
  */
+const outputChunk = (bytes: number) => Math.max(65536, bytes >> 2);
 const zstdOptions = (bytes: number) => ({
-  chunkSize: Math.max(bytes, 65536),
+  chunkSize: outputChunk(bytes),
   params: { [constants.ZSTD_c_compressionLevel]: 1 },
 });
-const gzipOptions = (bytes: number) => ({ chunkSize: Math.max(bytes, 65536), level: 1 });
+const gzipOptions = (bytes: number) => ({ chunkSize: outputChunk(bytes), level: 1 });
 /** Without a spool write due (memory only), events not yet taken are taken at this size at the latest. */
 const MAX_UNTAKEN_BYTES = 1 << 20;
 /** A batch closes at this size even below batch.maxEvents (ingestion's decompressed bound is 64 MiB). */
