@@ -22,11 +22,11 @@ const zstdAsync = promisify(zstdCompress);
  * full collections (bench/RESULTS.md).
  */
 const outputChunk = (bytes: number) => Math.max(65536, bytes >> 2);
-const zstdOptions = (bytes: number) => ({
+export const zstdOptions = (bytes: number) => ({
   chunkSize: outputChunk(bytes),
   params: { [constants.ZSTD_c_compressionLevel]: 1 },
 });
-const gzipOptions = (bytes: number) => ({ chunkSize: outputChunk(bytes), level: 1 });
+export const gzipOptions = (bytes: number) => ({ chunkSize: outputChunk(bytes), level: 1 });
 /** Without a spool write due (memory only), events not yet taken are taken at this size at the latest. */
 const MAX_UNTAKEN_BYTES = 1 << 20;
 /** A batch closes at this size even below batch.maxEvents (ingestion's decompressed bound is 64 MiB). */

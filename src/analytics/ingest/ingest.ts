@@ -12,6 +12,16 @@ const zstdAsync = promisify(zstdDecompress);
 /** Largest output buffer a decompression starts with (it grows past it in further pieces). */
 const MAX_DECODE_CHUNK = 8 << 20;
 
+/**
+ * Decompression of a body of `bytes`: output past `maxBytes` is refused (a compression bomb is cut off
+ * there), into one buffer of ~16× the input (event JSON compresses ~5–10×), not 16 KiB pieces: each
+ * piece is a thread-pool round trip, and they cost 4× the CPU of the decompression (bench/RESULTS.md).
+ */
+export const decodeOptions = (bytes: number, maxBytes: number) => ({
+  maxOutputLength: maxBytes,
+  chunkSize: Math.min(maxBytes, MAX_DECODE_CHUNK, Math.max(65536, bytes * 16)),
+});
+
 export interface IngestLimits {
   readonly maxBodyBytes: number;
   readonly maxDecompressedBytes: number;
@@ -51,12 +61,7 @@ export function createIngestion(options: IngestionOptions): Ingestion {
   const metrics = options.registry ? ingestMetrics(options.registry) : null;
 
   async function decode(body: Buffer, encoding: string | undefined): Promise<Buffer | IngestResult> {
-    // Output in one buffer of ~16× the input (event JSON compresses ~5–10×), not 16 KiB pieces: each
-    // piece is a thread-pool round trip, and they cost 4× the CPU of the decompression (bench/RESULTS.md).
-    const bound = {
-      maxOutputLength: limits.maxDecompressedBytes,
-      chunkSize: Math.min(limits.maxDecompressedBytes, MAX_DECODE_CHUNK, Math.max(65536, body.length * 16)),
-    };
+    const bound = decodeOptions(body.length, limits.maxDecompressedBytes);
     try {
       switch ((encoding ?? 'identity').toLowerCase()) {
         case 'identity':
