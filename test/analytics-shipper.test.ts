@@ -3,7 +3,9 @@
 // queue sends events on through the disk spool, and both full drop and count; a restart re-sends; a
 // spool write that fails (a full disk) holds nothing back and loses only what was on disk only.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -270,3 +272,55 @@ for (const loopWriteLimitMs of [1000, 0]) {
     }
   });
 }
+
+/**
+ * Occupies every libuv thread-pool thread until `free()`: each opens a FIFO for reading, which blocks
+ * until a writer opens it (a disk that does not answer, as far as the spool's pool writes can tell).
+ */
+function blockThreadPool(dir: string) {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifos = Array.from({ length: threads }, (_, i) => join(dir, `fifo-${i}`));
+  for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+  const readers = fifos.map((fifo) => open(fifo, 'r').then((h) => h.close()));
+  return {
+    async free() {
+      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
+      await Promise.all(readers);
+    },
+  };
+}
+
+test('a spool write that does not return: responses go after spool.holdTimeout, their events kept and spooled later', async () => {
+  const sink = await ingestion();
+  sink.state.down = true; // nothing acknowledged: the events must stay (memory, then spool)
+  const dir = newDir();
+  for (const holdTimeoutMs of [0, 150]) {
+    const spoolDir = join(dir, `spool-${holdTimeoutMs}`);
+    // loopWriteLimitMs 0: every write in the thread pool, where the blocked threads keep it waiting.
+    const s = shipper(sink.url, { spool: { ...spoolIn(spoolDir), loopWriteLimitMs: 0, holdTimeoutMs } });
+    await turn();
+    const pool = blockThreadPool(dir);
+    let released = 0;
+    try {
+      s.recordThen(call(), { releaseEnd: () => released++ });
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal(s.stats.spooled, 0, 'the write is stuck behind the blocked pool');
+      if (holdTimeoutMs === 0) {
+        assert.equal(released, 0, 'without a hold timeout the response waits for its write');
+        assert.equal(s.stats.holdTimeouts, 0);
+      } else {
+        assert.equal(released, 1, 'released by the hold timeout');
+        assert.equal(s.stats.holdTimeouts, 1);
+      }
+    } finally {
+      await pool.free();
+    }
+    for (let i = 0; i < 100 && (s.stats.spooled < 1 || released < 1); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    assert.equal(s.stats.spooled, 1, 'the event reaches the spool once the write runs');
+    assert.equal(released, 1, 'released exactly once');
+    assert.equal(s.stats.dropped, 0);
+    for (const f of readdirSync(dir)) if (f.startsWith('fifo-')) rmSync(join(dir, f));
+    await s.close(0);
+  }
+});

@@ -91,6 +91,7 @@ export function createGatewayAnalytics(spec: AnalyticsGatewaySpec, deps: Gateway
           segmentBytes: spec.spool.segmentBytes,
           fsyncIntervalMs: Math.max(10, toMillis(spec.spool.fsyncInterval)),
           loopWriteLimitMs: toMillis(spec.spool.loopWriteLimit),
+          holdTimeoutMs: toMillis(spec.spool.holdTimeout),
         }
       : null,
     registry: deps.registry,

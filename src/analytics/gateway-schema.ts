@@ -62,6 +62,13 @@ const Spool = Type.Object(
         '0s: always in the thread pool.',
       '2ms',
     ),
+    holdTimeout: Duration(
+      'Longest a response’s last bytes wait for its event’s spool write. Past it (a hung or very slow ' +
+        'disk) the response is sent and its event stays in memory, counted in ' +
+        '`gatehouse_analytics_spool_hold_timeouts_total`: a process kill may then lose it. 0s: wait ' +
+        'however long.',
+      '1s',
+    ),
     fsyncInterval: Duration(
       'How often written spool data is flushed to the disk (fsync). A process kill loses nothing ' +
         'written; a machine crash may lose up to this much.',

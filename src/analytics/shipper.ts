@@ -57,11 +57,24 @@ export interface ShipperOptions {
     readonly fsyncIntervalMs: number;
     /** See SpoolOptions.loopWriteLimitMs. */
     readonly loopWriteLimitMs?: number;
+    /**
+     * Longest a response's end waits for its event's spool write (0: however long): past it the
+     * response goes and its event stays in memory (a hung disk must not hang the answers).
+     */
+    readonly holdTimeoutMs?: number;
   };
   readonly registry?: Registry;
   readonly log: (level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) => void;
   readonly now?: () => number;
   readonly random?: () => number;
+}
+
+/** The responses of one event-loop turn, waiting for the spool write that holds their events. */
+interface HeldTurn {
+  /** performance.now() when the turn was taken. */
+  readonly since: number;
+  readonly held: HeldEnd[];
+  released: boolean;
 }
 
 /** Events waiting for ingestion's acknowledgement: an upload batch, or one spool frame kept on disk only. */
@@ -121,6 +134,8 @@ export interface ShipperStats {
   sent: number;
   spooled: number;
   dropped: number;
+  /** Responses released by spool.holdTimeout before their event's spool write was done. */
+  holdTimeouts: number;
   queuedEvents: number;
   spoolEvents: number;
   spoolBytes: number;
@@ -152,6 +167,9 @@ export class EventShipper implements ApiEventRecorder {
   #turnErrors = 0;
   /** Response ends waiting for this turn's spool write (recordThen). */
   #held: HeldEnd[] = [];
+  /** Turns whose responses wait for a spool write, oldest first (watched by spool.holdTimeout). */
+  readonly #holding: HeldTurn[] = [];
+  #holdTimer: NodeJS.Timeout | null = null;
   #turnScheduled = false;
   readonly holdsResponses: boolean;
   readonly #writer: CallWriter;
@@ -181,6 +199,7 @@ export class EventShipper implements ApiEventRecorder {
     sent: 0,
     spooled: 0,
     dropped: 0,
+    holdTimeouts: 0,
     queuedEvents: 0,
     spoolEvents: 0,
     spoolBytes: 0,
@@ -315,15 +334,64 @@ export class EventShipper implements ApiEventRecorder {
       return;
     }
     this.#held = [];
+    const turn: HeldTurn = { since: performance.now(), held, released: false };
     try {
       // Group commit: the responses waiting on this turn's events are released once the write that
       // holds them is done (in the thread pool, with whatever else gathered meanwhile), whatever
       // spool.writeInterval says — or once it failed: their events then live in memory only.
       this.#take();
     } finally {
-      this.#spool!.afterWrite(() => this.#release(held));
+      this.#spool!.afterWrite(() => this.#releaseTurn(turn));
+      if (!turn.released && this.#holdTimeoutMs > 0) this.#watch(turn);
     }
   };
+
+  get #holdTimeoutMs(): number {
+    return this.#o.spool?.holdTimeoutMs ?? 0;
+  }
+
+  /** Watches a turn still waiting: one timer for all, checking the oldest. */
+  #watch(turn: HeldTurn): void {
+    this.#holding.push(turn);
+    if (this.#holdTimer !== null) return;
+    const every = Math.max(5, Math.min(250, this.#holdTimeoutMs / 4));
+    this.#holdTimer = setInterval(() => this.#releaseOverdue(), every);
+    this.#holdTimer.unref();
+  }
+
+  /** Turns held past spool.holdTimeout: their responses go now (their events are kept in memory). */
+  #releaseOverdue(): void {
+    const holding = this.#holding;
+    const now = performance.now();
+    let released = 0;
+    while (holding.length > 0 && (holding[0]!.released || now - holding[0]!.since >= this.#holdTimeoutMs)) {
+      const turn = holding.shift()!;
+      if (turn.released) continue;
+      released += turn.held.length;
+      this.#releaseTurn(turn);
+    }
+    if (released > 0) {
+      this.stats.holdTimeouts += released;
+      this.#o.log(
+        'warn',
+        { responses: released, holdTimeoutMs: this.#holdTimeoutMs },
+        'analytics spool: a write took longer than spool.holdTimeout; responses sent before their events were on disk (kept in memory)',
+      );
+    }
+    if (holding.length === 0 && this.#holdTimer !== null) {
+      clearInterval(this.#holdTimer);
+      this.#holdTimer = null;
+    }
+  }
+
+  #releaseTurn(turn: HeldTurn): void {
+    if (turn.released) return;
+    turn.released = true;
+    this.#release(turn.held);
+    // Writes finish in order: the watched turns released by their write are at the head.
+    const holding = this.#holding;
+    while (holding.length > 0 && holding[0]!.released) holding.shift();
+  }
 
   #release(held: HeldEnd[]): void {
     for (let i = 0; i < held.length; i++) {
@@ -714,6 +782,7 @@ export class EventShipper implements ApiEventRecorder {
       }
     }
     await this.#spool?.close();
+    if (this.#holdTimer !== null) clearInterval(this.#holdTimer);
     await this.#o.transport.close();
   }
 }
@@ -777,6 +846,13 @@ function shipperMetrics(registry: Registry, shipper: EventShipper) {
       this.labels('thread_pool').inc(writes?.threadPool ?? 0);
     },
   });
+  counter(
+    {
+      name: 'gatehouse_analytics_spool_hold_timeouts_total',
+      help: 'Responses sent before their event was in the spool file: its write took longer than spool.holdTimeout (the event stays in memory).',
+    },
+    () => shipper.stats.holdTimeouts,
+  );
   counter(
     {
       name: 'gatehouse_analytics_spool_slow_writes_total',
