@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { gzipSync } from 'node:zlib';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { importJWK, SignJWT } from 'jose';
 import { Pool } from 'undici';
 import { eventJson } from '../src/analytics/event.ts';
@@ -326,7 +326,7 @@ spec:
     );
   });
 
-  test('a forged or expired link JWT is refused; the gateway’s own key, fresh, is accepted', async () => {
+  test('a forged or expired link JWT is refused; the gateway’s own key, fresh, is accepted; a compression bomb is a 413', async () => {
     const url = `${ingest.url}/analytics/v1/events`;
     const nextId = createEventIdGenerator();
     const event = (requestId: string) =>
@@ -401,5 +401,25 @@ spec:
     const stored = storedEvents(ingest.dataDir).map((r) => r.request_id);
     assert.ok(stored.includes('fresh-1'));
     assert.ok(!stored.includes('forged-1') && !stored.includes('expired-1'));
+
+    // A compression bomb with a good token: decompression stops at maxDecompressedBytes (64 MiB),
+    // whatever the output buffer ingestion decompresses into; the answer is a 413 problem.
+    const token = await sign(realKey, jwk.kid, now, now + 300);
+    const bomb = Buffer.alloc(65 << 20, 0x20);
+    for (const [encoding, body] of [
+      ['zstd', zstdCompressSync(bomb)],
+      ['gzip', gzipSync(bomb)],
+    ] as const) {
+      const refused = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-encoding': encoding },
+        body,
+      });
+      assert.equal(refused.status, 413, `${encoding}: ${await refused.clone().text()}`);
+      assert.equal(refused.headers.get('content-type'), 'application/problem+json');
+      const problem = (await refused.json()) as { code: string; detail: string };
+      assert.equal(problem.code, 'analytics_batch_too_large');
+      assert.match(problem.detail, /decompressed/);
+    }
   });
 });
