@@ -403,6 +403,14 @@ describe('admin', () => {
     assert.match(metrics, /gatehouse_request_duration_seconds_bucket/);
     assert.match(metrics, /gatehouse_upstream_errors_total\{upstream="default\/dead",kind="connect"\} \d+/);
     assert.match(metrics, new RegExp(`gatehouse_plan_info\\{version="${plan.version}"\\} 1`));
+    // The process's own metrics, under their standard names (docs/analytics.md).
+    const value = (name: string) =>
+      Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(metrics)?.[1]);
+    assert.ok(value('process_cpu_seconds_total') > 0);
+    assert.ok(value('process_resident_memory_bytes') > 1e6);
+    assert.ok(value('nodejs_heap_size_used_bytes') > 1e6);
+    assert.ok(value('nodejs_eventloop_lag_p99_seconds') >= 0);
+    assert.match(metrics, /^nodejs_gc_duration_seconds_count\{kind="(minor|major|incremental)"\} \d+$/m);
   });
 });
 

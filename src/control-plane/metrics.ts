@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../telemetry/process-metrics.ts';
 
 /** Who a refused credential belonged to (label `caller` of the auth-failure counter). */
 export type AuthCaller = 'operator' | 'gateway' | 'registration' | 'token';
@@ -38,6 +39,7 @@ const censusReuseMs = 1_000;
  */
 export function createControlPlaneMetrics(): ControlPlaneMetrics {
   const registry = new Registry();
+  registerProcessMetrics(registry);
   const requests = new Counter({
     name: 'gatehouse_control_plane_requests_total',
     help: 'Requests the control plane answered, by route template, method and status class (2xx…5xx, aborted).',

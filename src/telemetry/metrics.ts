@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import { registerProcessMetrics } from './process-metrics.ts';
 import { RequestStats } from './request-stats.ts';
 
 /**
@@ -7,6 +8,7 @@ import { RequestStats } from './request-stats.ts';
  */
 export function createGatewayMetrics() {
   const registry = new Registry();
+  registerProcessMetrics(registry);
   const requestStats = new RequestStats();
   requestStats.register(registry);
   const upstreamErrors = new Counter({

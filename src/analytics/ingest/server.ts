@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
+import { registerProcessMetrics } from '../../telemetry/process-metrics.ts';
 import { problem, problemContentType } from '../../errors.ts';
 import { answerQuery, QueryParamError } from '../query.ts';
 import type { AnalyticsSpec } from '../schema.ts';
@@ -54,6 +55,7 @@ function sendProblem(res: ServerResponse, code: Parameters<typeof problem>[0], d
  */
 export async function startIngestServer(options: IngestServerOptions): Promise<IngestServer> {
   const registry = new Registry();
+  registerProcessMetrics(registry);
   const service = await startAnalyticsService(options.spec, {
     dataDir: options.dataDir,
     env: options.env,
