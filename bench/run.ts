@@ -130,6 +130,8 @@ interface Target {
   child: Child;
   startupMs: number;
   logFile: string | null;
+  /** Gatehouse's admin listener (its /metrics: GC pauses per round); null for the references. */
+  adminUrl: string | null;
   /** Stops the process and starts an identical one (same config; `baseUrl` may change); its start-up ms. */
   restart: () => Promise<number>;
 }
@@ -150,6 +152,8 @@ interface RunResult {
   loadgenCpuUsPerReq: number;
   /** Target CPU milliseconds by thread name over the run. */
   threadsMs: Record<string, number>;
+  /** Gatehouse: GC pause milliseconds by kind over the run (`nodejs_gc_duration_seconds_sum`). */
+  gcMs: Record<string, number>;
 }
 
 interface Options {
@@ -322,6 +326,7 @@ async function startGatehouse(
     ...(await launch()),
     startupMs: performance.now() - started,
     logFile,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     // The same config, ports and spool directory (a spool left by the stopped process is replayed).
     restart: () => relaunch(target, launch),
   };
@@ -369,6 +374,7 @@ async function startBare(upstreamUrl: string, cpuProfDir: string | null): Promis
     ...(await launch()),
     startupMs: performance.now() - started,
     logFile: null,
+    adminUrl: null,
     restart: () => relaunch(target, launch),
   };
   return target;
@@ -404,6 +410,7 @@ async function startNginx(workDir: string, upstreamPort: number): Promise<Target
     ...(await launch()),
     startupMs: performance.now() - started,
     logFile: null,
+    adminUrl: null,
     restart: () => relaunch(target, launch),
   };
   return target;
@@ -481,12 +488,34 @@ function percentile(sorted: Float64Array, p: number): number {
 
 let upstreamPid: number | undefined;
 
-function drive(
+/** GC pause seconds by kind from a Gatehouse admin listener's /metrics; empty when it has none. */
+async function gcSeconds(adminUrl: string | null): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (adminUrl === null) return out;
+  const { status, body } = await probe(adminUrl, {}, '/metrics').catch(() => ({ status: 0, body: '' }));
+  if (status !== 200) return out;
+  for (const m of body.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="([a-z]+)"\} (\S+)$/gm))
+    out.set(m[1]!, Number(m[2]));
+  return out;
+}
+
+/** One round of load on a target, with its GC pauses read before and after (outside the load). */
+async function drive(
   target: Target,
   seconds: number,
   connections: number,
   rate: number | null,
 ): Promise<RunResult> {
+  const before = await gcSeconds(target.adminUrl);
+  const result = await load(target, seconds, connections, rate);
+  for (const [kind, s] of await gcSeconds(target.adminUrl)) {
+    const ms = (s - (before.get(kind) ?? 0)) * 1000;
+    if (ms > 0) result.gcMs[kind] = ms;
+  }
+  return result;
+}
+
+function load(target: Target, seconds: number, connections: number, rate: number | null): Promise<RunResult> {
   let latencies = new Float64Array(1 << 18);
   let n = 0;
   const cpuBefore = cpuMs(target.child.proc.pid);
@@ -542,6 +571,7 @@ function drive(
               : ((upstreamAfter - upstreamBefore) * 1000) / requests,
           loadgenCpuUsPerReq: (loadgen.user + loadgen.system) / Math.max(1, requests),
           threadsMs,
+          gcMs: {},
         });
       },
     );
@@ -588,18 +618,22 @@ interface Summary {
   rssMiB: number | null;
   /** Target CPU µs per request by thread name, over all rounds. */
   threadsUsPerReq: Record<string, number>;
+  /** Gatehouse: GC pause µs per request by kind, over all rounds. */
+  gcUsPerReq: Record<string, number>;
 }
 
 function summarise(target: Target, runs: RunResult[]): Summary {
   const requests = runs.reduce((s, r) => s + r.requests, 0);
-  const threadsUsPerReq: Record<string, number> = {};
-  for (const r of runs) {
-    for (const [name, ms] of Object.entries(r.threadsMs)) {
-      threadsUsPerReq[name] = (threadsUsPerReq[name] ?? 0) + (ms * 1000) / Math.max(1, requests);
-    }
-  }
+  const perRequest = (pick: (r: RunResult) => Record<string, number>) => {
+    const us: Record<string, number> = {};
+    for (const r of runs)
+      for (const [name, ms] of Object.entries(pick(r)))
+        us[name] = (us[name] ?? 0) + (ms * 1000) / Math.max(1, requests);
+    return us;
+  };
   return {
-    threadsUsPerReq,
+    threadsUsPerReq: perRequest((r) => r.threadsMs),
+    gcUsPerReq: perRequest((r) => r.gcMs),
     target,
     runs,
     rps: median(runs.map((r) => r.rps)),
@@ -1054,6 +1088,19 @@ async function main(): Promise<number> {
               .filter(([, us]) => us >= 0.5)
               .map(([name, us]) => `${name} ${us.toFixed(1)}`)
               .join(', ') || 'n/a'
+          }`,
+      ),
+    '',
+    'Gatehouse GC pauses µs/req by kind (nodejs_gc_duration_seconds, read before and after each round):',
+    ...summaries
+      .filter((s) => s.target.adminUrl !== null)
+      .map(
+        (s) =>
+          `  ${s.target.label}: ${
+            Object.entries(s.gcUsPerReq)
+              .sort((a, b) => b[1] - a[1])
+              .map(([kind, us]) => `${kind} ${us.toFixed(2)}`)
+              .join(', ') || 'none'
           }`,
       ),
     '',
