@@ -5,41 +5,22 @@
 // CPU is the process's (every thread: the compression runs in the thread pool).
 //
 //   node bench/analytics-compression.ts
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzip, gzip, zstdCompress, zstdDecompress } from 'node:zlib';
-import type { RecordedCall } from '../src/analytics/call.ts';
 import { createCallWriter } from '../src/analytics/call.ts';
 import { decodeOptions } from '../src/analytics/ingest/ingest.ts';
 import { gzipOptions, zstdOptions } from '../src/analytics/shipper.ts';
+import { benchedCalls } from './benched-calls.ts';
 
 const BATCHES = 40;
 const ROUNDS = 12;
 
 function batch(): Buffer {
   const writer = createCallWriter('bench');
-  const rule = { id: 'default/bench#0', template: '/v1/accounts/{id}/orders', pipeline: [] };
-  const ctx = { rule, params: { id: '12345' }, identity: null, host: 'api-0042.bench.test' };
   const into = { buf: Buffer.allocUnsafe(1 << 20) };
   let at = into.buf.write('{"v":1,"gateway":"bench","events":[');
-  const t0 = Date.now();
-  for (let i = 0; i < 1000; i++) {
+  for (const [i, call] of benchedCalls(1000).entries()) {
     if (i > 0) into.buf[at++] = 0x2c;
-    const call = {
-      time: t0 + i / 12,
-      requestId: randomBytes(16).toString('hex'),
-      ctx,
-      method: 'GET',
-      client: '127.0.0.1',
-      status: 200,
-      latencyMs: Math.random() * 3,
-      upstreamMs: Math.random() * 2,
-      bytesIn: 0,
-      bytesOut: 106,
-      error: null,
-      traceId: randomBytes(16).toString('hex'),
-      completed: true,
-    } as unknown as RecordedCall;
     at = writer.write(call, into, at);
   }
   at += into.buf.write(']}', at);

@@ -11,6 +11,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { RecordedCall } from '../src/analytics/call.ts';
 import { createCallWriter } from '../src/analytics/call.ts';
+import { benchedCalls } from './benched-calls.ts';
 
 const { values } = parseArgs({ options: { against: { type: 'string', default: 'HEAD' } } });
 const repo = fileURLToPath(new URL('../', import.meta.url));
@@ -53,29 +54,7 @@ async function writerAt(
   return { write: (call, into, at) => write(call, next(call.time), into, at) };
 }
 
-// The benched noAuth route's call, as the handler hands it over.
-const rule = { id: 'default/bench#0', template: '/v1/accounts/{id}/orders', pipeline: [] };
-const ctx = { rule, params: { id: '12345' }, identity: null, host: 'api-0042.bench.test' };
-const t0 = Date.now();
-const calls = Array.from(
-  { length: 1000 },
-  (_, i) =>
-    ({
-      time: t0 + (i >> 2),
-      requestId: `0192f0c4-1234-7abc-8def-${String(i).padStart(12, '0')}`,
-      ctx,
-      method: 'GET',
-      client: '127.0.0.1',
-      status: 200,
-      latencyMs: 1.2345 + i / 1e5,
-      upstreamMs: 0.81234,
-      bytesIn: 0,
-      bytesOut: 106,
-      error: null,
-      traceId: '0af7651916cd43dd8448eb211c80319c',
-      completed: true,
-    }) as unknown as RecordedCall,
-);
+const calls = benchedCalls(1000);
 
 try {
   const sides = {

@@ -169,6 +169,7 @@ export class EventShipper implements ApiEventRecorder {
   #held: HeldEnd[] = [];
   /** Turns whose responses wait for a spool write, oldest first (watched by spool.holdTimeout). */
   readonly #holding: HeldTurn[] = [];
+  readonly #holdTimeoutMs: number;
   #holdTimer: NodeJS.Timeout | null = null;
   #turnScheduled = false;
   readonly holdsResponses: boolean;
@@ -210,6 +211,7 @@ export class EventShipper implements ApiEventRecorder {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
+    this.#holdTimeoutMs = options.spool?.holdTimeoutMs ?? 0;
     this.#writer = createCallWriter(options.gateway);
     this.#batchHead = Buffer.from(`{"v":1,"gateway":${JSON.stringify(options.gateway)},"events":[`);
     this.#metrics = options.registry ? shipperMetrics(options.registry, this) : null;
@@ -346,10 +348,6 @@ export class EventShipper implements ApiEventRecorder {
     }
   };
 
-  get #holdTimeoutMs(): number {
-    return this.#o.spool?.holdTimeoutMs ?? 0;
-  }
-
   /** Watches a turn still waiting: one timer for all, checking the oldest. */
   #watch(turn: HeldTurn): void {
     this.#holding.push(turn);
@@ -364,11 +362,10 @@ export class EventShipper implements ApiEventRecorder {
     const holding = this.#holding;
     const now = performance.now();
     let released = 0;
-    while (holding.length > 0 && (holding[0]!.released || now - holding[0]!.since >= this.#holdTimeoutMs)) {
-      const turn = holding.shift()!;
-      if (turn.released) continue;
-      released += turn.held.length;
-      this.#releaseTurn(turn);
+    // The head is the oldest turn still waiting (#releaseTurn drops released ones from the head).
+    while (holding.length > 0 && now - holding[0]!.since >= this.#holdTimeoutMs) {
+      released += holding[0]!.held.length;
+      this.#releaseTurn(holding[0]!);
     }
     if (released > 0) {
       this.stats.holdTimeouts += released;
