@@ -175,6 +175,8 @@ interface Options {
   cpuProf: boolean;
   /** Extra Node/V8 flags for the Gatehouse processes only (diagnostics, e.g. GC tuning). */
   gatehouseNodeFlags: string[];
+  /** More node flags for some Gatehouse targets (after gatehouseNodeFlags). */
+  targetNodeFlags: Map<TargetId, string[]>;
   keep: boolean;
   /** Where observed targets ship events: a counting sink (default) or the real ingestion service. */
   ingest: 'sink' | 'real';
@@ -198,6 +200,7 @@ function parseOptions(argv: string[]): Options {
       json: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
       'gatehouse-node-flags': { type: 'string', default: '' },
+      'target-node-flags': { type: 'string', multiple: true, default: [] },
       keep: { type: 'boolean', default: false },
       ingest: { type: 'string', default: 'sink' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -209,7 +212,8 @@ function parseOptions(argv: string[]): Options {
         '                  [--rate req/s]\n' +
         `                  [--targets ${ALL_TARGETS.join(',')}] [--json file] [--cpu-prof] [--keep]\n` +
         '                  [--ingest sink|real]\n' +
-        "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n",
+        "                  [--gatehouse-node-flags='<node/V8 flags for the Gatehouse processes>']\n" +
+        "                  [--target-node-flags '<target>=<more flags for that target>' ...]\n",
     );
     process.exit(0);
   }
@@ -224,6 +228,21 @@ function parseOptions(argv: string[]): Options {
     if (!ALL_TARGETS.includes(t)) {
       throw new UsageError(`unknown target ${t}; known: ${ALL_TARGETS.join(', ')}`);
     }
+  }
+  // A/B of node/V8 flags in one run: e.g. the A/A pair's second process with a flag the first lacks.
+  const targetNodeFlags = new Map<TargetId, string[]>();
+  for (const spec of values['target-node-flags']) {
+    const at = spec.indexOf('=');
+    const id = spec.slice(0, at) as TargetId;
+    if (at < 0 || !targets.includes(id) || !id.startsWith('gatehouse'))
+      throw new UsageError(`--target-node-flags ${spec}: expected <a Gatehouse target of --targets>=<flags>`);
+    targetNodeFlags.set(
+      id,
+      spec
+        .slice(at + 1)
+        .split(/\s+/)
+        .filter(Boolean),
+    );
   }
   if (values.ingest !== 'sink' && values.ingest !== 'real')
     throw new UsageError('--ingest must be sink (a counting endpoint) or real (gatehouse analytics-ingest)');
@@ -240,6 +259,7 @@ function parseOptions(argv: string[]): Options {
     json: values.json ?? null,
     cpuProf: values['cpu-prof'],
     gatehouseNodeFlags: values['gatehouse-node-flags'].split(/\s+/).filter(Boolean),
+    targetNodeFlags,
     keep: values.keep,
   };
 }
@@ -894,14 +914,15 @@ async function main(): Promise<number> {
         writeConfig = (dir, port, adminPort) =>
           writeManyRulesConfig(dir, port, adminPort, upstreamUrl, rules);
       }
+      const ownFlags = opts.targetNodeFlags.get(id) ?? [];
       const g = await startGatehouse(
         id,
-        label,
+        ownFlags.length ? `${label} [${ownFlags.join(' ')}]` : label,
         workDir,
         writeConfig,
         headers,
         cpuProfDir,
-        opts.gatehouseNodeFlags,
+        [...opts.gatehouseNodeFlags, ...ownFlags],
       );
       target = g.target;
       // Without an access log there is no line to check the route on; its config is 'gatehouse''s.
