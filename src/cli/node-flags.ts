@@ -13,7 +13,9 @@
  * traffic, a lull) it comes out at its minimum, 1.1, and the limit lands less than a young generation
  * (32–64 MiB under load) above the live heap — below which V8 starts marking at once. The gateway then
  * marks its whole old generation about once a second for as long as the load lasts (seen with
- * --trace-gc-verbose: "factor 1.1 … speed_ratio=1108", 15–20 full GCs in a 20 s round against 0). The
- * cost is a larger heap between full GCs, bounded by V8 at halfway to the heap's maximum.
+ * --trace-gc-verbose: "factor 1.1 … speed_ratio=1108"; 16–17 full GCs in a 20 s round of load, 0 for an
+ * identical process that escaped the trap). The cost is a larger old generation between full GCs,
+ * bounded by V8 at halfway to the heap's maximum (in bench/ RSS did not grow: the young generation,
+ * 2 × 64 MiB under load, dominates it).
  */
 export const gatewayNodeFlags = ['--no-allocation-site-pretenuring', '--heap-growing-percent=300'] as const;

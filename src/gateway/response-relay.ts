@@ -136,7 +136,8 @@ export class ResponseRelay<O extends RelayOutcome = RelayOutcome> implements Dis
   onResponseEnd(): void {
     // The upstream call is over. The controller holds undici's request and the response's raw
     // headers: let them go now, not when the response closes — with the analytics spool the last
-    // bytes wait for the turn's spool write (~0.3 ms), and objects alive at a scavenge are promoted.
+    // bytes wait for the turn's spool write (~0.3 ms), and the longer request objects live, the more
+    // of them scavenges copy and promote.
     this.#controller = null;
     if (this.#clientGone) return;
     const last = this.#last;
