@@ -701,7 +701,7 @@ function ratioOn(
   b: Summary | undefined | (Summary | undefined)[],
 ): Ratio | null {
   const bs = Array.isArray(b) ? b : [b];
-  if (!a || bs.length === 0 || bs.some((s) => s === undefined)) return null;
+  if (!a || bs.some((s) => s === undefined)) return null;
   const base = bs as Summary[];
   const mean = (f: (s: Summary) => number) => base.reduce((sum, s) => sum + f(s), 0) / base.length;
   const of = (r: RunResult) => (basis === 'throughput' ? r.rps : 1 / (r.cpuUsPerReq ?? Number.NaN));
